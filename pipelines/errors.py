@@ -1,0 +1,9 @@
+"""Errors that carry a message meant for the person at the terminal (the CLI prints them without traceback)."""
+
+from __future__ import annotations
+
+
+class RecopsError(Exception):
+    """Base class: bad input or a refused operation, explained in the message."""
+
+    exit_code: int = 2

@@ -1,0 +1,133 @@
+"""Runtime settings: where state lives and which services to talk to.
+
+One pydantic-settings class, environment prefix ``RECOPS_`` (``.env`` is read too). The embedded defaults keep
+all state under one gitignored runtime folder (SQLite for MLflow, Airflow and the audit table, local files for
+artifacts and the DVC remote, in-memory online store). Production values (PostgreSQL URLs, S3 endpoint and
+bucket, Redis URL) come only from the environment. Nothing is created or read at import time: call
+:func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Key used to pseudonymise user ids when none is configured. Fine for generated data on a laptop;
+#: refused when ``RECOPS_ENV=production`` (see :meth:`Settings._check_production`).
+DEV_PSEUDONYMIZATION_KEY = "recops-dev-only-pseudonymization-key"
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@")
+
+
+def default_project_dir() -> Path:
+    """The repository root: the folder that holds ``params.yaml`` next to this package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def redact_url(url: str) -> str:
+    """Hide the password part of a ``scheme://user:password@host`` URL."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+
+
+class Settings(BaseSettings):
+    """All runtime configuration. Override any field with ``RECOPS_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECOPS_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    project_dir: Path = Field(default_factory=default_project_dir)
+    # Relative paths below resolve against project_dir (data, artifacts, params) or runtime_dir (state).
+    runtime_dir: Path = Path("runtime")
+    data_dir: Path = Path("data")
+    artifacts_dir: Path = Path("artifacts")
+    params_file: Path = Path("params.yaml")
+    landing_dir: Path = Path("landing")
+    quarantine_dir: Path = Path("quarantine")
+
+    mlflow_tracking_uri: str = ""  # default: sqlite:///<runtime>/mlflow.db
+    mlflow_registry_uri: str = ""  # default: the tracking URI
+    mlflow_artifact_location: str = ""  # default: file://<runtime>/mlartifacts
+    mlflow_experiment: str = "recops"
+    model_name: str = "recops-recommender"
+    metadata_db_url: str = ""  # audit trail etc.; default: sqlite:///<runtime>/recops.db
+
+    airflow_home: Path = Path("airflow")
+    airflow_db_url: str = ""  # default: sqlite:///<runtime>/airflow/airflow.db
+
+    dvc_remote: str = "local"  # name of a remote in .dvc/config: "local" (runtime folder) or "s3"
+    s3_endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO; unset for AWS
+    s3_bucket: str | None = None
+
+    redis_url: SecretStr | None = None  # unset: in-memory online store
+    redis_prefix: str = "recops:"
+
+    pseudonymization_key: SecretStr = SecretStr(DEV_PSEUDONYMIZATION_KEY)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        self.project_dir = self.project_dir.expanduser().resolve()
+        root = self.project_dir
+        for name in ("runtime_dir", "data_dir", "artifacts_dir", "params_file"):
+            value: Path = getattr(self, name).expanduser()
+            setattr(self, name, value if value.is_absolute() else root / value)
+        for name in ("landing_dir", "quarantine_dir", "airflow_home"):
+            value = getattr(self, name).expanduser()
+            setattr(self, name, value if value.is_absolute() else self.runtime_dir / value)
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{self.runtime_dir / 'mlflow.db'}"
+        if not self.mlflow_registry_uri:
+            self.mlflow_registry_uri = self.mlflow_tracking_uri
+        if not self.mlflow_artifact_location:
+            self.mlflow_artifact_location = (self.runtime_dir / "mlartifacts").as_uri()
+        if not self.metadata_db_url:
+            self.metadata_db_url = f"sqlite:///{self.runtime_dir / 'recops.db'}"
+        if not self.airflow_db_url:
+            self.airflow_db_url = f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        return self._check_production()
+
+    def _check_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.pseudonymization_key.get_secret_value() == DEV_PSEUDONYMIZATION_KEY:
+            problems.append("RECOPS_PSEUDONYMIZATION_KEY must be set (the development key is refused)")
+        if self.mlflow_tracking_uri.startswith("sqlite"):
+            problems.append("RECOPS_MLFLOW_TRACKING_URI must point at a server or PostgreSQL, not SQLite")
+        if problems:
+            raise ValueError("production settings are incomplete: " + "; ".join(problems))
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """Every resolved setting as plain strings, with secrets and URL passwords hidden."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown: Any = "**********" if value.get_secret_value() else ""
+                if name == "redis_url":
+                    shown = redact_url(value.get_secret_value())
+            elif isinstance(value, Path):
+                shown = str(value)
+            elif isinstance(value, str):
+                shown = redact_url(value)
+            else:
+                shown = value
+            out[name] = shown
+        return out
+
+    def ensure_runtime_dirs(self) -> None:
+        """Create the local state folders the embedded defaults use (call from commands, never on import)."""
+        for path in (self.runtime_dir, self.landing_dir, self.quarantine_dir, self.airflow_home):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
