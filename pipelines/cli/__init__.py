@@ -1,7 +1,7 @@
 """The ``recops`` command: the one entry point that people, DVC stages and Airflow tasks call.
 
-Sub-commands live in small modules next to this one, each exposing ``register(app)``; their heavy imports
-(pandas, MLflow, GX, torch) happen inside the command functions so ``recops --help`` stays fast.
+Sub-commands live in small modules next to this one, each exposing ``register(app, data_app)``; their heavy
+imports (pandas, MLflow, GX, torch) happen inside the command functions so ``recops --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from pipelines.cli import data, gate, info, registry, stages
+from pipelines.cli import gate, generate, info, load, privacy, registry, stages
 from pipelines.errors import RecopsError
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+data_app = typer.Typer(help="Generate, load and manage shoppers' data batches.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 def package_version() -> str:
@@ -45,29 +47,17 @@ def _root(
     """recops: orchestrated MLOps workflow for real-time e-commerce recommendations."""
 
 
-for _module in (info, data, gate, stages, registry):
-    _module.register(app)
+for _module in (info, generate, load, privacy, gate, stages, registry):
+    _module.register(app, data_app)
 
 
 def main() -> None:
     """Console-script entry point: known errors print one clear line, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: usage errors are handled (exit 2) and other exceptions propagate
     except RecopsError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.secho("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -7,7 +7,7 @@ import json
 import typer
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("info")(info)
 
 
