@@ -44,7 +44,7 @@ CATALOG_COLUMNS: Final[tuple[Column, ...]] = (
     Column("item_id", "string"),
     Column("category", "string"),
     Column("brand", "string"),
-    Column("price", "float64"),
+    Column("price", "float64", nullable=True),  # unknown in some public datasets
     Column("in_stock", "bool"),
     Column("created_at", "datetime64[us, UTC]"),
 )

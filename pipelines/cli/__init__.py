@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from pipelines.cli import gate, generate, info, load, privacy, registry, stages
+from pipelines.cli import gate, generate, info, load, privacy, publish, registry, stages
 from pipelines.errors import RecopsError
 
 app = typer.Typer(
@@ -47,7 +47,7 @@ def _root(
     """recops: orchestrated MLOps workflow for real-time e-commerce recommendations."""
 
 
-for _module in (info, generate, load, privacy, gate, stages, registry):
+for _module in (info, generate, load, privacy, gate, publish, stages, registry):
     _module.register(app, data_app)
 
 
