@@ -1,9 +1,68 @@
-"""`recops` sub-commands: stages."""
+"""`recops features | train | evaluate`: the DVC stages (also what Airflow tasks call)."""
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from pipelines.params import Params
+    from pipelines.settings import Settings
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    """Add this module's commands to the main app (and to `recops data`)."""
+    """Add the stage commands to the main app."""
+    app.command("features")(features)
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+
+
+def _context() -> tuple[Settings, Params]:
+    from pipelines.logging_setup import setup_logging
+    from pipelines.params import load_params
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    return settings, load_params(settings.params_file)
+
+
+def features() -> None:
+    """Build features and the temporal split from the published data (DVC stage `features`)."""
+    from pipelines.stages import run_features
+
+    settings, params = _context()
+    summary = run_features(settings, params)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def train(
+    family: str = typer.Option(..., "--family", "-f", help="Model family from params.yaml train.families."),
+) -> None:
+    """Train one model family and log it to MLflow (DVC stage `train@FAMILY`)."""
+    from pipelines.train import run_train
+
+    settings, params = _context()
+    out = run_train(family, settings, params)
+    typer.echo(f"trained {family} -> {out}")
+
+
+def evaluate() -> None:
+    """Evaluate every trained family on the same test set (DVC stage `evaluate`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.stages import run_evaluate
+
+    settings, params = _context()
+    metrics = run_evaluate(settings, params)
+    names = ["ndcg_at_10", "recall_at_10", "mrr_at_10", "map_at_10", "coverage_at_10", "ndcg_at_10_cold"]
+    table = Table(title="evaluation (full ranking, test period)")
+    table.add_column("family")
+    for name in names:
+        table.add_column(name, justify="right")
+    for family, values in metrics.items():
+        table.add_row(family, *(f"{values.get(n, float('nan')):.4f}" for n in names))
+    Console().print(table)

@@ -1,0 +1,131 @@
+"""I/O wrappers of the ``features`` and ``evaluate`` DVC stages (training lives in ``pipelines.train``).
+
+The maths is in ``pipelines.features``, ``pipelines.evaluate`` and ``pipelines.metrics``; these functions
+read inputs, write the DVC outputs (metrics JSON, plot data) and log to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import RecopsError
+from pipelines.params import Params
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def features_dir(settings: Settings) -> Path:
+    return settings.artifacts_dir / "features"
+
+
+def run_features(settings: Settings, params: Params) -> dict[str, Any]:
+    """The ``features`` stage: published batches in ``data/`` -> ``artifacts/features``."""
+    import shutil
+
+    from pipelines.datastore import read_published
+    from pipelines.features import build_features, write_features
+
+    events, catalog = read_published(settings.data_dir)
+    fs = build_features(events, catalog, params.features)
+    out = features_dir(settings)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_features(fs, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    return summary
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
+
+
+def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, float]]:
+    """The ``evaluate`` stage: every trained family on the same test users, full ranking.
+
+    Writes ``artifacts/metrics/metrics.json`` (DVC metrics), per-family plot data under
+    ``artifacts/plots/`` (DVC plots), logs final metrics to each family's child run and the comparison
+    plots to the parent run.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from models.package import ModelPackage
+    from pipelines.evaluate import evaluate_models
+    from pipelines.features import read_features
+    from pipelines.plots import comparison_figures
+    from pipelines.train import PACKAGE_DIR, RUN_FILE, model_dir
+    from pipelines.tracking import configure_mlflow
+
+    fs = read_features(features_dir(settings))
+    models, runs = {}, {}
+    for family in params.train.families:
+        folder = model_dir(settings, family)
+        if not (folder / PACKAGE_DIR).is_dir():
+            raise RecopsError(f"no trained {family} model in {folder}: run `recops train --family {family}`")
+        models[family] = ModelPackage.load(folder / PACKAGE_DIR).model
+        runs[family] = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    results = evaluate_models(models, fs, params.evaluate)
+
+    metrics = {family: _scalar_metrics(result.to_dict()) for family, result in results.items()}
+    metrics_dir = settings.artifacts_dir / "metrics"
+    _write_json(metrics_dir / "metrics.json", metrics)
+    _write_json(metrics_dir / "details.json", {f: r.to_dict() for f, r in results.items()})
+    plots_dir = settings.artifacts_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    ks = sorted(params.evaluate.ks)
+    curve = [
+        {"family": f, "k": k, "ndcg": metrics[f].get(f"ndcg_at_{k}", 0.0), "recall": metrics[f].get(f"recall_at_{k}", 0.0)}
+        for f in metrics
+        for k in ks
+    ]
+    _write_json(plots_dir / "ndcg_at_k.json", curve)
+    primary = params.evaluate.primary_metric
+    _write_json(
+        plots_dir / "comparison.json",
+        [
+            {
+                "family": f,
+                primary: m.get(primary, 0.0),
+                "coverage": m.get(f"coverage_at_{ks[len(ks) // 2]}", 0.0),
+                "popularity_bias": m.get(f"popularity_bias_at_{ks[len(ks) // 2]}", 0.0),
+            }
+            for f, m in metrics.items()
+        ],
+    )
+    figures = comparison_figures(results, params.evaluate)
+
+    client = configure_mlflow(settings)
+    for family, record in runs.items():
+        run_id = record["run_id"]
+        for name, value in metrics[family].items():
+            client.log_metric(run_id, name, value)
+    parents = {record["parent_run_id"] for record in runs.values()}
+    for parent in parents:
+        for name, fig in figures.items():
+            client.log_figure(parent, fig, f"plots/{name}.png")
+        client.log_dict(parent, metrics, "metrics/metrics.json")
+    for fig in figures.values():
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return metrics
+
+
+def _scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Flatten an evaluation result to the numeric metrics MLflow and DVC show."""
+    flat: dict[str, float] = {}
+    for key, value in result.get("metrics", result).items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            flat[key] = float(value)
+    return flat

@@ -1,0 +1,114 @@
+"""MLflow tracking: one parent run per pipeline run, one child run per model family.
+
+A *pipeline run* is identified by the orchestrator's run id when there is one (``RECOPS_PIPELINE_RUN_ID``,
+set by the Airflow task) and otherwise by the code and data versions (git commit + data md5), so the
+separate processes of one ``dvc repro`` (features, train@family, evaluate) find the same parent. A family
+trained again inside the same pipeline run gets a new child; the older child is tagged superseded.
+The tracking URI only ever comes from settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
+    from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+PIPELINE_RUN_ENV = "RECOPS_PIPELINE_RUN_ID"
+TAG_PIPELINE_KEY = "recops.pipeline_key"
+TAG_KIND = "recops.kind"
+TAG_FAMILY = "family"
+TAG_SUPERSEDED = "recops.superseded"
+
+
+def configure_mlflow(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured stores, make sure the experiment exists, and return a client."""
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if settings.mlflow_tracking_uri.startswith("sqlite:"):
+        settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_registry_uri)
+    if client.get_experiment_by_name(settings.mlflow_experiment) is None:
+        embedded = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+        location = settings.mlflow_artifact_location if embedded else None
+        try:
+            client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+        except Exception:  # another process created it between our check and create
+            if client.get_experiment_by_name(settings.mlflow_experiment) is None:
+                raise
+    mlflow.set_experiment(settings.mlflow_experiment)
+    return client
+
+
+def pipeline_key(lineage: dict[str, str]) -> str:
+    """The key that ties the stages of one pipeline run to one parent run."""
+    orchestrated = os.environ.get(PIPELINE_RUN_ENV, "").strip()
+    if orchestrated:
+        return f"orchestrated:{orchestrated}"
+    basis = f"{lineage.get('git_commit', '')}|{lineage.get('data_md5', '')}"
+    return "local:" + hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def get_or_create_parent(client: MlflowClient, settings: Settings, lineage: dict[str, str]) -> str:
+    """Run id of the parent run for this pipeline run, creating it (with lineage tags) if needed."""
+    key = pipeline_key(lineage)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    assert experiment is not None, "configure_mlflow() must run first"
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TAG_PIPELINE_KEY}` = '{key}' and tags.`{TAG_KIND}` = 'pipeline'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if found:
+        return str(found[0].info.run_id)
+    orchestrated = os.environ.get(PIPELINE_RUN_ENV, "").strip()
+    name = f"pipeline {orchestrated}" if orchestrated else f"pipeline {lineage.get('git_commit', '')[:8]}"
+    tags = {TAG_PIPELINE_KEY: key, TAG_KIND: "pipeline", **lineage}
+    if orchestrated:
+        tags["orchestrator_run_id"] = orchestrated
+    run = client.create_run(experiment.experiment_id, run_name=name, tags=tags)
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    log.info("created MLflow parent run %s for %s", run.info.run_id, key)
+    return str(run.info.run_id)
+
+
+def supersede_children(client: MlflowClient, settings: Settings, parent_run_id: str, family: str) -> None:
+    """Tag earlier child runs of ``family`` under ``parent_run_id`` as superseded."""
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    assert experiment is not None
+    older = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`{TAG_FAMILY}` = '{family}'",
+    )
+    for run in older:
+        client.set_tag(run.info.run_id, TAG_SUPERSEDED, "true")
+
+
+@contextmanager
+def child_run(
+    client: MlflowClient, settings: Settings, parent_run_id: str, family: str, lineage: dict[str, str]
+) -> Iterator[ActiveRun]:
+    """Start the child run of one model family under the parent (earlier ones become superseded)."""
+    import mlflow
+
+    supersede_children(client, settings, parent_run_id, family)
+    tags = {TAG_FAMILY: family, TAG_KIND: "model", **lineage, "pipeline_run_id": parent_run_id}
+    with mlflow.start_run(run_name=family, parent_run_id=parent_run_id, tags=tags, nested=True) as run:
+        yield run
