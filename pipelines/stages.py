@@ -40,6 +40,7 @@ def run_features(settings: Settings, params: Params) -> dict[str, Any]:
         shutil.rmtree(out)
     tmp.rename(out)
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    _write_json(settings.artifacts_dir / "features-summary.json", summary)  # DVC metrics (outside the out)
     return summary
 
 
