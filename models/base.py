@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from pipelines.errors import RecopsError
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
@@ -65,7 +67,7 @@ class Interactions:
         return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(RecopsError):
     """A saved model is missing, corrupt or of an unknown family/format."""
 
 
@@ -104,6 +106,10 @@ class Recommender(ABC):
     def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
         """Restore learned state saved by ``_weights``."""
 
+    def cold_scores(self) -> FloatArray:
+        """Scores of every item for a user without history (default: all-time weighted popularity)."""
+        return self.item_popularity
+
     # --- shared behaviour -----------------------------------------------------------------------------
     def fit(self, data: Interactions, on_epoch: EpochCallback | None = None) -> Self:
         """Train on ``data``; returns ``self``."""
@@ -141,19 +147,21 @@ class Recommender(ABC):
         n = len(histories)
         if n == 0:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+        if item_mask is not None and item_mask.shape != (self.n_items,):
+            raise ValueError(f"item_mask has shape {item_mask.shape}, expected ({self.n_items},)")
         scores = self.score(histories).astype(np.float32, copy=True)
-        # Cold rows fall back to popularity; a tiny popularity term breaks ties deterministically elsewhere.
+        # Cold rows fall back to cold_scores(); a tiny popularity term breaks ties deterministically.
         pop = self.item_popularity / max(float(self.item_popularity.max()), 1.0)
-        for row, history in enumerate(histories):
-            if len(history) == 0:
-                scores[row] = pop
+        cold_rows = np.array([len(h) == 0 for h in histories])
+        if cold_rows.any():
+            cold = self.cold_scores().astype(np.float32)
+            scores[cold_rows] = cold / max(float(np.abs(cold).max()), 1e-12)
         scores += 1e-6 * pop[None, :]
         if item_mask is not None:
             scores[:, ~item_mask] = -np.inf
         if exclude is not None:
-            for row, items in enumerate(exclude):
-                if len(items):
-                    scores[row, items] = -np.inf
+            rows, cols = flatten_histories(exclude, self.n_items)
+            scores[rows, cols] = -np.inf
         return top_k(scores, k)
 
     def save(self, path: Path) -> None:
@@ -185,11 +193,17 @@ class Recommender(ABC):
             weights = load_file(str(path / WEIGHTS_FILE))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read weights in {path}: {exc}") from exc
-        model = cls(**config["hyperparameters"])
+        try:
+            model = cls(**config["hyperparameters"])
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{path / CONFIG_FILE}: bad {cls.family} hyperparameters: {exc}") from exc
         model.n_items = int(config["n_items"])
         if "item_popularity" not in weights:
             raise ModelLoadError(f"{path}: weights lack item_popularity")
         model.item_popularity = weights.pop("item_popularity").astype(np.float32)
+        if model.item_popularity.shape != (model.n_items,):
+            shape = model.item_popularity.shape
+            raise ModelLoadError(f"{path}: item_popularity has shape {shape}, expected ({model.n_items},)")
         model._from_weights(weights)
         return model
 
@@ -207,16 +221,53 @@ def read_config(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path / CONFIG_FILE} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(f"{path / CONFIG_FILE}: unsupported format (want format_version {FORMAT_VERSION})")
+        want = f"format_version {FORMAT_VERSION}"
+        raise ModelLoadError(f"{path / CONFIG_FILE}: unsupported format (want {want})")
     for key in ("family", "n_items", "hyperparameters"):
         if key not in config:
             raise ModelLoadError(f"{path / CONFIG_FILE}: missing {key!r}")
     return config
 
 
+def flatten_histories(histories: Sequence[IntArray], n_items: int) -> tuple[IntArray, IntArray]:
+    """``(row, item)`` pairs of every entry of ``histories`` (in order), checked against ``[0, n_items)``."""
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    rows = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+    if not len(rows):
+        return rows, np.empty(0, dtype=np.int64)
+    items = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
+    if int(items.min()) < 0 or int(items.max()) >= n_items:
+        raise ValueError(f"item index out of range [0, {n_items}) in histories")
+    return rows, items
+
+
+def history_matrix(
+    histories: Sequence[IntArray], n_items: int, decay: float = 1.0, max_length: int | None = None
+) -> Any:
+    """Histories as a ``(len(histories), n_items)`` scipy CSR matrix of summed recency weights.
+
+    The last item of a history weighs 1, the one before it ``decay``, then ``decay**2`` and so on; only the
+    last ``max_length`` entries count (all when None). Repeated items add up. ``decay=1`` gives counts.
+    """
+    import scipy.sparse as sp
+
+    if max_length is not None:
+        histories = [h[-max_length:] if max_length > 0 else h[:0] for h in histories]
+    rows, items = flatten_histories(histories, n_items)
+    lengths = np.bincount(rows, minlength=len(histories))
+    ends = np.cumsum(lengths)
+    distance = ends[rows] - 1 - np.arange(len(rows))  # 0 for the latest item of each history
+    values = np.power(np.float32(decay), distance.astype(np.float32)) if decay != 1.0 else np.ones(len(rows))
+    matrix = sp.csr_matrix(
+        (values.astype(np.float32), (rows, items)), shape=(len(histories), n_items), dtype=np.float32
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
 def top_k(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     """Row-wise top-``k`` of a score matrix, best first; ``-inf`` entries become id -1."""
-    n, n_items = scores.shape
+    n_items = scores.shape[1]
     kk = min(k, n_items)
     part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
     part_scores = np.take_along_axis(scores, part, axis=1)

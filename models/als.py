@@ -1,0 +1,180 @@
+"""Implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008) trained with ``implicit``'s CPU ALS.
+
+Training uses confidence ``c_ui = 1 + alpha * w_ui`` (``w_ui``: summed event weights of user u on item i)
+and preference 1 on every observed pair. Only item factors are kept: a user vector is recomputed from the
+history at scoring time, exactly as implicit's ``recalculate_user`` does,
+``x_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1 Y^T C_u p_u``, so new and returning users are served alike.
+A history has no event weights, so each occurrence of an item counts as the mean training event weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from models.base import (
+    EpochCallback,
+    FloatArray,
+    IntArray,
+    Interactions,
+    ModelLoadError,
+    Recommender,
+    history_matrix,
+)
+
+#: Padded (user, history item) slots solved at once when scoring; memory is this times ``factors`` x 8 bytes.
+SCORE_BATCH_SLOTS = 131_072
+
+
+def confidence_matrix(data: Interactions, alpha: float) -> sp.csr_matrix:
+    """``(n_users, n_items)`` CSR of ``1 + alpha * summed weight`` over observed pairs with weight > 0."""
+    matrix = sp.csr_matrix(
+        (data.weight.astype(np.float32), (data.user_idx, data.item_idx)),
+        shape=(data.n_users, data.n_items),
+        dtype=np.float32,
+    )
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    matrix.data = (1.0 + alpha * matrix.data).astype(np.float32)
+    return matrix
+
+
+class ALSRecommender(Recommender):
+    """Alternating least squares on implicit feedback; scores are ``user_vector @ item_factors.T``.
+
+    Args:
+        factors: latent dimensions.
+        regularization: L2 penalty on the factors.
+        alpha: confidence slope, ``c = 1 + alpha * weight``.
+        iterations: ALS sweeps (each solves all users, then all items).
+        random_state: seed of the initial factors; the same seed gives the same model.
+        num_threads: implicit's worker threads (0 = all cores); results do not depend on it.
+    """
+
+    family = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 10.0,
+        iterations: int = 15,
+        random_state: int | None = 42,
+        num_threads: int = 0,
+    ) -> None:
+        super().__init__()
+        if factors < 1 or iterations < 1:
+            raise ValueError("factors and iterations must be >= 1")
+        if regularization < 0 or not alpha > 0 or num_threads < 0:
+            raise ValueError("regularization and num_threads must be >= 0, alpha > 0")
+        self.factors = int(factors)
+        self.regularization = float(regularization)
+        self.alpha = float(alpha)
+        self.iterations = int(iterations)
+        self.random_state = None if random_state is None else int(random_state)
+        self.num_threads = int(num_threads)
+        self.item_factors: FloatArray = np.zeros((0, self.factors), dtype=np.float32)
+        self.event_weight = 1.0  # mean training event weight, the weight given to each history entry
+
+    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        confidence = confidence_matrix(data, self.alpha)
+        positive = data.weight[data.weight > 0]
+        self.event_weight = float(positive.mean()) if len(positive) else 1.0
+
+        def report(iteration: int, elapsed: float, loss: float | None) -> None:
+            if on_epoch is not None:
+                metrics = {"seconds": float(elapsed)}
+                if loss is not None:
+                    metrics["loss"] = float(loss)
+                on_epoch(iteration, metrics)
+
+        # implicit runs its own threads; a threaded BLAS underneath oversubscribes the cores (and warns).
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=1.0,  # the matrix already holds the full confidence 1 + alpha * w
+                dtype=np.float32,
+                iterations=self.iterations,
+                calculate_training_loss=on_epoch is not None,
+                num_threads=self.num_threads,
+                random_state=self.random_state,
+            )
+            model.fit(confidence, show_progress=False, callback=report)
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def user_vectors(self, histories: Sequence[IntArray]) -> NDArray[np.float64]:
+        """Least-squares user factors for each history (zeros for empty histories), shape ``(n, factors)``."""
+        self._check_fitted()
+        counts = history_matrix(histories, self.n_items)
+        n, f = len(histories), self.factors
+        vectors = np.zeros((n, f), dtype=np.float64)
+        item_factors = self.item_factors.astype(np.float64)
+        gram = item_factors.T @ item_factors + self.regularization * np.eye(f)
+        lengths = np.diff(counts.indptr)
+        order = np.argsort(lengths, kind="stable")
+        order = order[lengths[order] > 0]
+        start = 0
+        while start < len(order):  # lengths ascend, so a chunk's last history is its widest
+            stop = start + 1
+            while stop < len(order) and (stop - start + 1) * int(lengths[order[stop]]) <= SCORE_BATCH_SLOTS:
+                stop += 1
+            vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
+            start = stop
+        return vectors
+
+    def _solve(
+        self, counts: Any, rows: IntArray, item_factors: NDArray[np.float64], gram: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        """Batched normal equations for the users ``rows`` of the history count matrix ``counts``."""
+        sub = counts[rows]
+        lengths = np.diff(sub.indptr)
+        width = int(lengths.max())
+        slot = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], lengths)
+        row = np.repeat(np.arange(len(rows)), lengths)
+        factors = np.zeros((len(rows), width, self.factors), dtype=np.float64)
+        factors[row, slot] = item_factors[sub.indices]
+        extra = np.zeros((len(rows), width), dtype=np.float64)  # c - 1 = alpha * weight
+        extra[row, slot] = self.alpha * self.event_weight * sub.data
+        lhs = gram[None] + np.matmul(factors.transpose(0, 2, 1) * extra[:, None, :], factors)
+        rhs = np.matmul((1.0 + extra)[:, None, :], factors)[:, 0, :]  # padding slots have zero factors
+        solved: NDArray[np.float64] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+        return solved
+
+    def score(self, histories: Sequence[IntArray]) -> FloatArray:
+        """``user_vectors(histories) @ item_factors.T`` as float32 (zeros for empty histories)."""
+        vectors = self.user_vectors(histories).astype(np.float32)
+        return np.asarray(vectors @ self.item_factors.T, dtype=np.float32)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "factors": self.factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+            "random_state": self.random_state,
+            "num_threads": self.num_threads,
+        }
+
+    def _weights(self) -> dict[str, NDArray[Any]]:
+        return {
+            "item_factors": self.item_factors,
+            "event_weight": np.array([self.event_weight], dtype=np.float32),
+        }
+
+    def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
+        item_factors = weights.get("item_factors")
+        event_weight = weights.get("event_weight")
+        if item_factors is None or item_factors.shape != (self.n_items, self.factors):
+            raise ModelLoadError(f"als item_factors missing or not of shape ({self.n_items}, {self.factors})")
+        if event_weight is None or event_weight.shape != (1,):
+            raise ModelLoadError("als weights lack event_weight")
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self.event_weight = float(event_weight[0])

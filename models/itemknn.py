@@ -1,0 +1,206 @@
+"""Item-item nearest neighbours from co-occurrence in sessions and in users' histories.
+
+``co(i, j) = session_weight * #sessions with both + user_weight * #users with both`` (each user counted over
+their ``max_user_items`` most recent distinct items), ``sim(i, j) = co(i, j) / (sqrt(n_i * n_j) + shrinkage)``
+with ``n_i = co(i, i)``, and each item keeps its ``neighbours`` most similar items in a sparse CSR matrix.
+Co-occurrences are computed a block of items at a time, so memory stays bounded for catalogues of 10^5
+items (a dense ``n_items x n_items`` matrix is never built).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from models.base import (
+    EpochCallback,
+    FloatArray,
+    IntArray,
+    Interactions,
+    ModelLoadError,
+    Recommender,
+    history_matrix,
+)
+
+#: Upper bound on co-occurrence products materialised at once while fitting (about 40 bytes each).
+BLOCK_PAIRS = 4_000_000
+
+
+def _binary(rows: IntArray, cols: IntArray, shape: tuple[int, int]) -> sp.csr_matrix:
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def session_item_matrix(data: Interactions) -> sp.csr_matrix:
+    """Binary ``(n_sessions, n_items)`` matrix: which items each session touched."""
+    n_sessions = int(data.session_idx.max()) + 1 if len(data) else 0
+    return _binary(data.session_idx, data.item_idx, (n_sessions, data.n_items))
+
+
+def user_item_matrix(data: Interactions, max_user_items: int) -> sp.csr_matrix:
+    """Binary ``(n_users, n_items)`` matrix over each user's ``max_user_items`` most recently used items."""
+    order = np.lexsort((np.arange(len(data)), data.ts))  # time order, stable
+    keys = data.user_idx[order] * np.int64(data.n_items) + data.item_idx[order]
+    # Last use of each (user, item): first occurrence when walking backwards in time.
+    unique_keys, first_from_end = np.unique(keys[::-1], return_index=True)
+    last_use = len(keys) - 1 - first_from_end
+    users, items = unique_keys // data.n_items, unique_keys % data.n_items
+    by_recency = np.lexsort((-last_use, users))
+    users, items = users[by_recency], items[by_recency]
+    starts = np.searchsorted(users, users, side="left")
+    keep = (np.arange(len(users)) - starts) < max_user_items
+    return _binary(users[keep], items[keep], (data.n_users, data.n_items))
+
+
+def _blocks(cost: NDArray[np.float64], budget: int) -> list[tuple[int, int]]:
+    """Split ``range(len(cost))`` into consecutive blocks whose summed cost stays near ``budget``."""
+    bounds = [0]
+    total = 0.0
+    for i, c in enumerate(cost):
+        if total + c > budget and i > bounds[-1]:
+            bounds.append(i)
+            total = 0.0
+        total += float(c)
+    bounds.append(len(cost))
+    return list(itertools.pairwise(bounds))
+
+
+def top_neighbours(
+    block: sp.csr_matrix, first_row: int, norms: FloatArray, shrinkage: float, neighbours: int
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Shrunk cosine similarities of a block of co-occurrence rows, cut to the top ``neighbours`` per row.
+
+    Returns global ``(rows, cols, sims)`` ordered by row, then by similarity descending.
+    """
+    rows = np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr)) + first_row
+    cols = block.indices.astype(np.int64)
+    sims = (block.data / (np.sqrt(norms[rows] * norms[cols]) + shrinkage)).astype(np.float32)
+    keep = (rows != cols) & (sims > 0)
+    rows, cols, sims = rows[keep], cols[keep], sims[keep]
+    order = np.lexsort((cols, -sims, rows))
+    rows, cols, sims = rows[order], cols[order], sims[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = (np.arange(len(rows)) - starts) < neighbours
+    return rows[keep], cols[keep], sims[keep]
+
+
+class ItemKNNRecommender(Recommender):
+    """Sum of the similarity rows of a user's recent items, later items weighing more.
+
+    Args:
+        neighbours: similar items kept per item.
+        shrinkage: added to the cosine denominator; damps similarities resting on few co-occurrences.
+        session_weight: weight of co-occurrence within one session.
+        user_weight: weight of co-occurrence anywhere in one user's history.
+        recency_decay: the ``d``-th item from the end of a history weighs ``recency_decay ** d``.
+        history_length: only the last ``history_length`` items of a history are scored.
+        max_user_items: distinct most-recent items per user used for user co-occurrence (bounds the cost of
+            heavy users, which grows with the square of their history).
+    """
+
+    family = "itemknn"
+
+    def __init__(
+        self,
+        neighbours: int = 200,
+        shrinkage: float = 10.0,
+        session_weight: float = 1.0,
+        user_weight: float = 0.2,
+        recency_decay: float = 0.8,
+        history_length: int = 20,
+        max_user_items: int = 200,
+    ) -> None:
+        super().__init__()
+        if neighbours < 1 or history_length < 1 or max_user_items < 1:
+            raise ValueError("neighbours, history_length and max_user_items must be >= 1")
+        if shrinkage < 0 or session_weight < 0 or user_weight < 0:
+            raise ValueError("shrinkage, session_weight and user_weight must be >= 0")
+        if session_weight == 0 and user_weight == 0:
+            raise ValueError("session_weight and user_weight cannot both be 0 (no co-occurrence left)")
+        if not 0 < recency_decay <= 1:
+            raise ValueError(f"recency_decay must be in (0, 1], got {recency_decay}")
+        self.neighbours = int(neighbours)
+        self.shrinkage = float(shrinkage)
+        self.session_weight = float(session_weight)
+        self.user_weight = float(user_weight)
+        self.recency_decay = float(recency_decay)
+        self.history_length = int(history_length)
+        self.max_user_items = int(max_user_items)
+        self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+        parts: list[tuple[float, sp.csr_matrix]] = []
+        if self.session_weight > 0:
+            parts.append((self.session_weight, session_item_matrix(data)))
+        if self.user_weight > 0:
+            parts.append((self.user_weight, user_item_matrix(data, self.max_user_items)))
+        norms = np.zeros(data.n_items, dtype=np.float64)
+        cost = np.zeros(data.n_items, dtype=np.float64)
+        transposed = []
+        for weight, matrix in parts:
+            norms += weight * np.asarray(matrix.sum(axis=0)).ravel()
+            # Products for item i = sum of the lengths of the rows (sessions/users) that contain i.
+            cost += matrix.T @ np.diff(matrix.indptr).astype(np.float64)
+            transposed.append(matrix.T.tocsr())
+        item_norms = norms.astype(np.float32)
+        pieces: list[tuple[IntArray, IntArray, FloatArray]] = []
+        for start, stop in _blocks(cost, BLOCK_PAIRS):
+            block = sp.csr_matrix((stop - start, data.n_items), dtype=np.float32)
+            for (weight, matrix), matrix_t in zip(parts, transposed, strict=True):
+                block = block + weight * (matrix_t[start:stop] @ matrix)
+            pieces.append(top_neighbours(block.tocsr(), start, item_norms, self.shrinkage, self.neighbours))
+        rows = np.concatenate([p[0] for p in pieces])
+        cols = np.concatenate([p[1] for p in pieces])
+        sims = np.concatenate([p[2] for p in pieces])
+        similarity = sp.csr_matrix((sims, (rows, cols)), shape=(data.n_items, data.n_items), dtype=np.float32)
+        similarity.sort_indices()
+        self.similarity = similarity
+
+    def score(self, histories: Sequence[IntArray]) -> FloatArray:
+        """``recency-weighted history (n, n_items) @ similarity``, dense ``(n, n_items)`` float32."""
+        self._check_fitted()
+        weights = history_matrix(histories, self.n_items, self.recency_decay, self.history_length)
+        return np.asarray((weights @ self.similarity).toarray(), dtype=np.float32)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "neighbours": self.neighbours,
+            "shrinkage": self.shrinkage,
+            "session_weight": self.session_weight,
+            "user_weight": self.user_weight,
+            "recency_decay": self.recency_decay,
+            "history_length": self.history_length,
+            "max_user_items": self.max_user_items,
+        }
+
+    def _weights(self) -> dict[str, NDArray[Any]]:
+        return {
+            "similarity_data": self.similarity.data.astype(np.float32),
+            "similarity_indices": self.similarity.indices.astype(np.int32),
+            "similarity_indptr": self.similarity.indptr.astype(np.int64),
+        }
+
+    def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
+        try:
+            data, indices, indptr = (weights[f"similarity_{k}"] for k in ("data", "indices", "indptr"))
+        except KeyError as exc:
+            raise ModelLoadError(f"itemknn weights lack {exc.args[0]}") from exc
+        n = self.n_items
+        valid = (
+            indptr.shape == (n + 1,)
+            and len(data) == len(indices) == int(indptr[-1])
+            and (len(indices) == 0 or (int(indices.min()) >= 0 and int(indices.max()) < n))
+            and bool(np.all(np.diff(indptr) >= 0))
+        )
+        if not valid:
+            raise ModelLoadError("itemknn similarity arrays are inconsistent with each other or with n_items")
+        self.similarity = sp.csr_matrix(
+            (data.astype(np.float32), indices.astype(np.int32), indptr.astype(np.int64)), shape=(n, n)
+        )
