@@ -59,7 +59,9 @@ class FeatureParams(_Section):
         unknown = sorted(set(value) - set(EVENT_TYPES))
         missing = sorted(set(EVENT_TYPES) - set(value))
         if unknown or missing:
-            raise ValueError(f"event_weights must have exactly {EVENT_TYPES}; unknown={unknown} missing={missing}")
+            raise ValueError(
+                f"event_weights must have exactly {EVENT_TYPES}; unknown={unknown} missing={missing}"
+            )
         if any(w < 0 for w in value.values()):
             raise ValueError("event_weights must be >= 0")
         return value
@@ -155,6 +157,8 @@ def load_params(path: Path) -> Params:
         raise ParamsError(f"params file not found: {path}") from exc
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path} is not UTF-8 text: {exc}") from exc
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must hold a mapping at the top level")
     try:

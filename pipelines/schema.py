@@ -66,7 +66,7 @@ def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], table: str) -> pd.Dat
     bad: list[str] = []
     for col in columns:
         if col.name not in df.columns:
-            out[col.name] = pd.Series(pd.NA, index=df.index, dtype=col.dtype)
+            out[col.name] = pd.Series(None, index=df.index, dtype=col.dtype)  # NaN / <NA> / NaT
             continue
         try:
             out[col.name] = _convert(df[col.name], col.dtype)
@@ -96,7 +96,7 @@ def _convert(series: pd.Series, dtype: str) -> pd.Series:
     if dtype == "Int64":
         numeric = pd.to_numeric(series, errors="raise")
         return numeric.astype("Int64")
-    return pd.to_numeric(series, errors="raise").astype(dtype)
+    return pd.to_numeric(series, errors="raise").astype(pd.api.types.pandas_dtype(dtype))
 
 
 def to_utc(series: pd.Series) -> pd.Series:

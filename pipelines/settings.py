@@ -14,14 +14,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.errors import RecopsError
 
 #: Key used to pseudonymise user ids when none is configured. Fine for generated data on a laptop;
 #: refused when ``RECOPS_ENV=production`` (see :meth:`Settings._check_production`).
 DEV_PSEUDONYMIZATION_KEY = "recops-dev-only-pseudonymization-key"
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@")
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@")
 
 
 def default_project_dir() -> Path:
@@ -127,7 +129,22 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
+class SettingsError(RecopsError, ValueError):
+    """The environment holds an invalid or incomplete ``RECOPS_*`` setting."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    """The process-wide settings, read from the environment on first use.
+
+    Raises:
+        SettingsError: a ``RECOPS_*`` value is invalid, or production settings are incomplete.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = f"RECOPS_{str(err['loc'][0]).upper()}: " if err["loc"] else ""
+            lines.append(where + str(err["msg"]).removeprefix("Value error, "))
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from exc
