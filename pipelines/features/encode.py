@@ -49,7 +49,7 @@ def encode_items(item_ids: pd.Series, catalogue_ids: pd.Index) -> NDArray[np.int
 
 def encode_event_types(event_types: pd.Series) -> NDArray[np.int8]:
     """Code of each event type (see :data:`EVENT_TYPE_CODES`); -1 for unknown or null types."""
-    codes = pd.Categorical(event_types, categories=list(EVENT_TYPES)).codes
+    codes = pd.Index(EVENT_TYPES, dtype="string").get_indexer(pd.Index(event_types.astype("string")))
     return np.asarray(codes, dtype=np.int8)
 
 

@@ -14,6 +14,7 @@ Layout of ``out_dir``:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ SUMMARY_FILE = "summary.json"
 FILES = (EVENTS_FILE, ITEMS_FILE, USERS_FILE, SEQUENCES_FILE, META_FILE, SUMMARY_FILE)
 
 
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    with warnings.catch_warnings():  # pyarrow 25 reads tz-aware columns through the deprecated Series.values
+        warnings.filterwarnings("ignore", message=".*Series.values returning an ndarray.*")
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+
 def _write_table(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=1 << 20, store_schema=True)
 
@@ -54,8 +61,8 @@ def write_features(fs: FeatureSet, out_dir: Path) -> list[Path]:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / name for name in FILES]
-    _write_table(pa.Table.from_pandas(fs.events, preserve_index=False), paths[0])
-    _write_table(pa.Table.from_pandas(fs.item_table, preserve_index=False), paths[1])
+    _write_table(_to_arrow(fs.events), paths[0])
+    _write_table(_to_arrow(fs.item_table), paths[1])
     users = pa.table(
         {
             "user_idx": pa.array(np.arange(fs.n_users, dtype=np.int32)),
