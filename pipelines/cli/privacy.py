@@ -1,9 +1,60 @@
-"""`recops` sub-commands: privacy."""
+"""``recops data forget --user ID``: delete one shopper's events from the published data (new DVC version)."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    """Add this module's commands to the main app (and to `recops data`)."""
+def register(app: typer.Typer, data_app: typer.Typer) -> None:  # noqa: ARG001 (only a `data` sub-command)
+    """Add ``recops data forget``."""
+    data_app.command("forget")(forget)
+
+
+def forget(
+    user: Annotated[
+        str, typer.Option("--user", help="The user's raw id (or, with --pseudonym, the stored id).")
+    ],
+    raw: Annotated[
+        bool, typer.Option("--raw/--pseudonym", help="--user is the raw id (default) or the pseudonym.")
+    ] = True,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Update data.dvc but do not push.")] = False,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="DVC remote (default: RECOPS_DVC_REMOTE).")
+    ] = None,
+) -> None:
+    """Remove every published event of one user and record the result as a new version of data/.
+
+    Exit 0 also when the user has no published event ("nothing to forget"). Old versions stay in the DVC
+    cache and remote until purged: see docs/operations.md, "Forgetting a user". Only the pseudonym is
+    printed, never the raw id.
+    """
+    from pipelines.forget import forget_user
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    remote = remote or settings.dvc_remote
+    result = forget_user(
+        user,
+        data_dir=settings.data_dir,
+        repo_root=settings.project_dir,
+        key=settings.pseudonymization_key.get_secret_value(),
+        is_pseudonym=not raw,
+        push=not no_push,
+        remote=remote,
+    )
+    if not result.found:
+        typer.echo(f"nothing to forget: no published event of user {result.pseudonym}")
+        return
+    where = f"pushed to DVC remote {remote}" if result.pushed else "not pushed (--no-push)"
+    batches = ", ".join(result.batches_changed)
+    typer.echo(
+        f"forgot user {result.pseudonym}: {result.events_removed} event(s) removed from "
+        f"{len(result.batches_changed)} batch(es) ({batches}); data.dvc updated, {where}"
+    )
+    typer.echo(
+        "older DVC versions still hold these events in the cache and on the remote (objects "
+        + ", ".join(result.stale_objects)
+        + "): see docs/operations.md, 'Forgetting a user'"
+    )

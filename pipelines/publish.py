@@ -1,0 +1,350 @@
+"""Publish a validated batch into the DVC-tracked ``data/`` layer, atomically and idempotently.
+
+``data/<batch_id>/`` holds ``events.parquet`` and ``catalog.parquet`` in a canonical form: schema dtypes,
+rows sorted on every column, written by pyarrow with fixed options, so the same content always gives the
+same bytes and the same DVC hash. A batch folder appears whole or not at all: it is written in a staging
+folder next to ``data/`` (same filesystem) and renamed in. Re-publishing the same content is a no-op;
+different content under a published id is refused unless ``replace`` is given, which swaps the folders
+and restores the old one if anything fails.
+
+After ``data/`` changes, ``dvc add data`` records the new version in ``data.dvc`` and ``dvc push`` uploads
+it; the push counts only when ``dvc status -c`` then reports nothing missing on the remote. One lock per
+``data/`` folder serialises publish and forget, so two writers never interleave.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import pandas as pd
+
+from pipelines.datastore import check_batch_id
+from pipelines.dvc_ops import dvc_add, dvc_push, repo_relative
+from pipelines.errors import RecopsError
+from pipelines.privacy import is_pseudonymized
+from pipelines.schema import (
+    CATALOG_COLUMN_NAMES,
+    CATALOG_FILE,
+    EVENT_COLUMN_NAMES,
+    EVENTS_FILE,
+    batch_file,
+    coerce_catalog,
+    coerce_events,
+)
+
+PublishStatus = Literal["published", "replaced", "unchanged"]
+
+#: Sort keys of the canonical form: every column, so ties are identical rows and order is total.
+EVENT_SORT: tuple[str, ...] = (
+    "ts",
+    "event_id",
+    *[c for c in EVENT_COLUMN_NAMES if c not in ("ts", "event_id")],
+)
+CATALOG_SORT: tuple[str, ...] = CATALOG_COLUMN_NAMES
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+}
+DEFAULT_LOCK_TIMEOUT_S = 600.0
+
+
+class ValidationRefused(RecopsError):
+    """The batch failed the validation gate; nothing was published (exit 1, like a failed check)."""
+
+    exit_code = 1
+
+
+class ValidationOutcome(Protocol):
+    """What publish needs from ``pipelines.validate.ValidationReport``."""
+
+    @property
+    def success(self) -> bool: ...
+
+    @property
+    def quarantine_path(self) -> Path | None: ...
+
+
+Validator = Callable[[Path], ValidationOutcome]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish_batch` did.
+
+    Attributes:
+        batch_id: The batch folder's name under ``data/``.
+        status: ``published`` (new id), ``replaced`` (``replace=True`` and new content) or ``unchanged``.
+        path: ``data/<batch_id>``.
+        content_hash: SHA-256 of the canonical tables (independent of parquet encoding).
+        events: Rows in ``events.parquet``.
+        items: Rows in ``catalog.parquet``.
+        dvc_file: The ``data.dvc`` file updated by ``dvc add``.
+        pushed: True when the push ran and ``dvc status -c`` was clean afterwards.
+        remote: The remote pushed to (``None``: DVC's default remote).
+    """
+
+    batch_id: str
+    status: PublishStatus
+    path: Path
+    content_hash: str
+    events: int
+    items: int
+    dvc_file: Path
+    pushed: bool
+    remote: str | None
+
+
+# ------------------------------------------------------------------------------------------- canonical form
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # only empty cells are null
+    return pd.read_parquet(path)
+
+
+def canonical_events(df: pd.DataFrame) -> pd.DataFrame:
+    """Events with the schema's columns and dtypes, sorted on every column (stable, total order)."""
+    events = coerce_events(df)
+    return events.sort_values(list(EVENT_SORT), kind="mergesort", na_position="last").reset_index(drop=True)
+
+
+def canonical_catalog(df: pd.DataFrame) -> pd.DataFrame:
+    """Catalogue with the schema's columns and dtypes, sorted on every column (item id first)."""
+    catalog = coerce_catalog(df)
+    return catalog.sort_values(list(CATALOG_SORT), kind="mergesort", na_position="last").reset_index(
+        drop=True
+    )
+
+
+def read_batch(batch_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The canonical events and catalogue of a batch folder (``.parquet`` or ``.csv`` files)."""
+    if not batch_dir.is_dir():
+        raise RecopsError(f"batch folder not found: {batch_dir}")
+    events = canonical_events(_read_table(batch_file(batch_dir, EVENTS_FILE)))
+    catalog = canonical_catalog(_read_table(batch_file(batch_dir, CATALOG_FILE)))
+    return events, catalog
+
+
+def table_hash(df: pd.DataFrame) -> str:
+    """SHA-256 of a table's column names, dtypes and values (row order matters, index does not)."""
+    digest = hashlib.sha256()
+    for name, dtype in df.dtypes.items():
+        digest.update(f"{name}:{dtype};".encode())
+    digest.update(str(len(df)).encode())
+    if len(df):
+        digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def content_hash(events: pd.DataFrame, catalog: pd.DataFrame) -> str:
+    """One hash for a canonical batch: equal iff both canonical tables are equal."""
+    return hashlib.sha256(f"{table_hash(events)}:{table_hash(catalog)}".encode()).hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` with fixed pyarrow options (same frame and library versions -> same bytes), fsynced."""
+    df.to_parquet(path, engine="pyarrow", index=False, **PARQUET_OPTIONS)
+    _fsync_file(path)
+
+
+def write_canonical_batch(folder: Path, events: pd.DataFrame, catalog: pd.DataFrame) -> None:
+    """Write canonical ``events.parquet`` and ``catalog.parquet`` into an existing ``folder``."""
+    write_parquet(events, folder / f"{EVENTS_FILE}.parquet")
+    write_parquet(catalog, folder / f"{CATALOG_FILE}.parquet")
+
+
+def published_content_hash(folder: Path) -> str | None:
+    """Content hash of a published batch folder, or ``None`` if it is missing or unreadable."""
+    try:
+        events = canonical_events(pd.read_parquet(folder / f"{EVENTS_FILE}.parquet"))
+        catalog = canonical_catalog(pd.read_parquet(folder / f"{CATALOG_FILE}.parquet"))
+    except (OSError, ValueError, RecopsError):
+        return None
+    return content_hash(events, catalog)
+
+
+# ------------------------------------------------------------------------------------------- staging and lock
+
+
+def staging_root(data_dir: Path) -> Path:
+    """``.<data>-staging/`` beside ``data_dir`` (same filesystem, so renames into ``data/`` are atomic).
+
+    It holds the lock file and short-lived temp folders; it is gitignored and outside what DVC tracks.
+    """
+    return data_dir.parent / f".{data_dir.name}-staging"
+
+
+@contextmanager
+def data_lock(data_dir: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[Path]:
+    """Hold the exclusive lock of ``data_dir`` (an ``fcntl.flock`` on ``<staging>/data.lock``).
+
+    Every writer of ``data/`` (publish, forget) takes it, so they run one at a time. The kernel drops the
+    lock when the process dies, so a crash never leaves it stuck.
+
+    Raises:
+        RecopsError: another process held the lock for ``timeout_s`` seconds.
+    """
+    root = staging_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    lock_path = root / "data.lock"
+    deadline = time.monotonic() + timeout_s
+    with lock_path.open("a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise RecopsError(
+                        f"another publish or forget holds {lock_path} (waited {timeout_s:.0f} s); "
+                        "try again later"
+                    ) from exc
+                time.sleep(0.2)
+        try:
+            yield lock_path
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_in(new: Path, target: Path, aside: Path) -> None:
+    """Replace folder ``target`` by ``new``: move old aside, move new in, delete old; restore on failure."""
+    os.rename(target, aside)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- publish
+
+
+def sync_dvc(data_dir: Path, repo_root: Path, *, push: bool, remote: str | None) -> tuple[Path, bool]:
+    """``dvc add data`` and, if ``push``, a verified ``dvc push``; return (``data.dvc``, pushed)."""
+    dvc_file = dvc_add(data_dir, repo_root)
+    if push:
+        dvc_push(repo_root, remote, [dvc_file])
+    return dvc_file, push
+
+
+def publish_batch(
+    batch_dir: Path,
+    *,
+    data_dir: Path,
+    repo_root: Path,
+    replace: bool = False,
+    push: bool = True,
+    remote: str | None = None,
+    validator: Validator | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> PublishResult:
+    """Publish ``batch_dir`` as ``data/<batch_dir.name>/`` and record it with DVC.
+
+    Args:
+        batch_dir: A batch folder (``events`` and ``catalog`` as parquet or CSV); its name is the batch id.
+        data_dir: The DVC-tracked data folder (inside ``repo_root``).
+        repo_root: The git + DVC repository.
+        replace: Allow replacing a published batch whose content differs.
+        push: Push to the DVC remote and check ``dvc status -c`` afterwards.
+        remote: DVC remote name; ``None`` uses the repository's default remote.
+        validator: Runs the validation gate on ``batch_dir`` (``pipelines.validate.validate_batch`` bound to
+            its settings; it quarantines failures itself). ``None`` means the caller validated already.
+            Skipped when the content is already published unchanged.
+        lock_timeout_s: How long to wait for another publish or forget to finish.
+
+    Raises:
+        ValidationRefused: the validator reported failure (exit code 1).
+        RecopsError: bad batch id, raw user ids, content conflict without ``replace``, DVC failure.
+    """
+    batch_id = check_batch_id(batch_dir.resolve().name)
+    repo_relative(data_dir, repo_root)  # fail before touching anything if DVC could not track data_dir
+    events, catalog = read_batch(batch_dir)
+    if not is_pseudonymized(events["user_id"]):
+        raise RecopsError(
+            f"batch {batch_id} holds raw user ids (expected pseudonyms 'p_' + 20 hex): load it with "
+            "`recops data load`, which pseudonymises them with RECOPS_PSEUDONYMIZATION_KEY"
+        )
+    new_hash = content_hash(events, catalog)
+    target = data_dir / batch_id
+
+    with data_lock(data_dir, lock_timeout_s):
+        status: PublishStatus
+        if target.exists() and published_content_hash(target) == new_hash:
+            status = "unchanged"
+        else:
+            if target.exists() and not replace:
+                raise RecopsError(
+                    f"batch {batch_id} is already published with different content ({target}); "
+                    "pass --replace to replace it"
+                )
+            if validator is not None:
+                report = validator(batch_dir)
+                if not report.success:
+                    where = f"; see {report.quarantine_path}" if report.quarantine_path else ""
+                    raise ValidationRefused(f"batch {batch_id} failed validation, nothing published{where}")
+            status = "replaced" if target.exists() else "published"
+            _place(events, catalog, data_dir, target)
+        # Also on "unchanged": re-running a publish whose add or push was interrupted finishes the job.
+        dvc_file, pushed = sync_dvc(data_dir, repo_root, push=push, remote=remote)
+    return PublishResult(
+        batch_id=batch_id,
+        status=status,
+        path=target,
+        content_hash=new_hash,
+        events=len(events),
+        items=len(catalog),
+        dvc_file=dvc_file,
+        pushed=pushed,
+        remote=remote,
+    )
+
+
+def _place(events: pd.DataFrame, catalog: pd.DataFrame, data_dir: Path, target: Path) -> None:
+    """Write the batch in a staging folder and rename it to ``target`` (swapping out an old one)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=staging_root(data_dir)))
+    try:
+        new = work / "new"
+        new.mkdir()
+        write_canonical_batch(new, events, catalog)
+        _fsync_dir(new)
+        if target.exists():
+            _swap_in(new, target, work / "old")
+        else:
+            os.rename(new, target)
+        _fsync_dir(data_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
