@@ -110,3 +110,58 @@ def test_mlflow_run_visible_through_rest_api_and_artifact_in_s3(
     assert len(matching) == 1, keys
     stored = s3_server.client().get_object(Bucket=mlflow_server.artifacts_bucket, Key=matching[0])
     assert stored["Body"].read() == b"artifact body\n"
+
+
+def test_stack_script_starts_a_working_mlflow_server_and_stops_it(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    runtime = tmp_path / "runtime"
+    env = {
+        **os.environ,
+        "RECOPS_MLFLOW_PORT": str(port),
+        "RECOPS_RUNTIME_DIR": str(runtime),
+        "MLFLOW": str(Path(sys.executable).parent / "mlflow"),
+    }
+
+    def stack(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(repo / "infra" / "scripts" / "stack.sh"), action],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert stack("status").returncode == 3
+    try:
+        up = stack("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        pid = int((runtime / "mlflow-server.pid").read_text())
+        assert os.getpgid(pid) == pid, "the server leads its own process group"
+        assert stack("status").returncode == 0
+        assert "already running" in stack("up").stdout
+
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        run = client.create_run(client.create_experiment("stack-probe"))
+        note = tmp_path / "note.txt"
+        note.write_text("via stack\n")
+        client.log_artifact(run.info.run_id, str(note))
+        stored = list((runtime / "mlartifacts").rglob("note.txt"))
+        assert [p.read_text() for p in stored] == ["via stack\n"]
+        assert (runtime / "mlflow-server.db").is_file()
+    finally:
+        down = stack("down")
+    assert down.returncode == 0, down.stderr
+    assert stack("status").returncode == 3
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)

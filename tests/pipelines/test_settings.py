@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +214,11 @@ def test_recops_settings_fixture_points_state_into_tmp(recops_settings: Settings
     assert recops_settings.artifacts_dir == tmp_path / "artifacts"
     assert recops_settings.mlflow_tracking_uri.endswith(str(tmp_path / "runtime" / "mlflow.db"))
     assert get_settings() is recops_settings
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (default_project_dir() / ".env.example").read_text()
+    listed = {m.lower() for m in re.findall(r"^#?\s*RECOPS_([A-Z0-9_]+)=", text, flags=re.MULTILINE)}
+    missing = {name for name in Settings.model_fields if name not in listed}
+    assert not missing, f".env.example has no RECOPS_ line for: {sorted(missing)}"
+    assert not re.search(r"^RECOPS_", text, flags=re.MULTILINE), "keep every value commented out"
