@@ -1,0 +1,195 @@
+"""Build small model versions for registry, promotion and loader tests without running the pipeline.
+
+Data: shoppers who each prefer one category (so similarity models clearly beat popularity). Models: an
+item-kNN package (good), a popularity package whose item scores are scrambled (bad). Each is logged like
+``pipelines.train`` does it (parent run + child run + pyfunc named ``model`` holding the package) and can be
+registered as a version directly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.base import Interactions, Recommender
+from models.package import ModelPackage
+from pipelines.params import FeatureParams, Params
+from pipelines.schema import coerce_events
+from pipelines.settings import Settings
+from tests.factories import make_catalog
+
+FEATURE_PARAMS = FeatureParams(valid_days=2, test_days=3, dedup_seconds=0)
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def clustered_events(
+    n_users: int = 80, n_items: int = 40, days: int = 14, per_user: int = 14, seed: int = 0
+) -> pd.DataFrame:
+    """Events where user ``u`` mostly views items of category ``u % 5`` (catalogue category is ``i % 5``);
+    a few users appear only in the last days (cold users at test time)."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.7
+    for u in range(n_users):
+        favourite = [i for i in range(n_items) if i % 5 == u % 5]
+        weights = popularity[favourite] / popularity[favourite].sum()
+        cold = u % 10 == 9
+        first_day = days - 2 if cold else 0
+        for n in range(per_user):
+            if rng.random() < 0.85:
+                item = int(rng.choice(favourite, p=weights))
+            else:
+                item = int(rng.choice(n_items, p=popularity / popularity.sum()))
+            day = first_day + int(rng.integers(0, days - first_day))
+            ts = START + timedelta(days=day, seconds=int(rng.integers(0, 86_000)))
+            rows.append(
+                {
+                    "event_id": f"e{u}-{n}",
+                    "user_id": f"u{u}",
+                    "item_id": f"i{item:05d}",
+                    "event_type": "view" if rng.random() < 0.7 else "click",
+                    "ts": ts,
+                    "session_id": f"s{u}-{day}",
+                    "price": 10.0,
+                    "quantity": pd.NA,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame["quantity"] = frame["quantity"].astype("Int64")
+    return coerce_events(frame)
+
+
+def write_features_for(settings: Settings, n_items: int = 40, seed: int = 0) -> Any:
+    """Build the feature set of :func:`clustered_events` and write it where the gate reads it."""
+    from pipelines.features import build_features, write_features
+
+    fs = build_features(clustered_events(n_items=n_items, seed=seed), make_catalog(n_items), FEATURE_PARAMS)
+    write_features(fs, settings.artifacts_dir / "features")
+    return fs
+
+
+def scrambled(data: Interactions, seed: int = 1) -> Interactions:
+    """The same events with item indices permuted: a model fitted on it ranks the wrong items."""
+    perm = np.random.default_rng(seed).permutation(data.n_items)
+    return Interactions(
+        user_idx=data.user_idx,
+        item_idx=perm[data.item_idx],
+        weight=data.weight,
+        ts=data.ts,
+        session_idx=data.session_idx,
+        n_users=data.n_users,
+        n_items=data.n_items,
+    )
+
+
+def fit_package(fs: Any, kind: str) -> ModelPackage:
+    """``good`` (item-kNN), ``bad`` (scrambled popularity) or ``popularity``, fitted on train + valid."""
+    from models import create_model
+    from pipelines.train import build_package
+
+    data = fs.interactions("train_valid")
+    model: Recommender
+    if kind == "good":
+        model = create_model("itemknn", {"neighbours": 20, "shrinkage": 1.0})
+        model.fit(data)
+    elif kind == "bad":
+        model = create_model("popularity", {}).fit(scrambled(data))
+    elif kind == "popularity":
+        model = create_model("popularity", {}).fit(data)
+    else:
+        raise ValueError(kind)
+    return build_package(model, fs)
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    parent_run_id: str
+    run_id: str
+    model_id: str
+    lineage: dict[str, str]
+
+
+def log_package(
+    settings: Settings,
+    package: ModelPackage,
+    tmp: Path,
+    *,
+    metrics: dict[str, float],
+    lineage: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> LoggedRun:
+    """Log ``package`` as the pipeline does: child run of a (new or given) parent run, pyfunc ``model``.
+
+    ``extra_files`` (name -> bytes) are written into the package folder before logging, e.g. a planted
+    pickle next to the real files.
+    """
+    import mlflow
+
+    from pipelines.tracking import child_run, configure_mlflow, get_or_create_parent
+    from pipelines.train import PIP_REQUIREMENTS, PYFUNC_CODE
+
+    client = configure_mlflow(settings)
+    lineage = lineage or {
+        "git_commit": f"test-{secrets.token_hex(6)}",
+        "data_md5": "d" * 32,
+        "dvc_lock_hash": "l" * 16,
+        "params_hash": Params().digest(),
+    }
+    parent = parent_run_id or get_or_create_parent(client, settings, lineage)
+    folder = tmp / f"pkg-{secrets.token_hex(4)}" / "package"
+    package.save(folder, lineage={**lineage, "pipeline_run_id": parent}, params_hash=lineage["params_hash"])
+    for name, body in (extra_files or {}).items():
+        (folder / name).write_bytes(body)
+    with child_run(client, settings, parent, package.family, lineage) as run:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"package": str(folder)},
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+        mlflow.log_metrics(metrics)
+        mlflow.log_params({"family": package.family, "n_items": package.model.n_items})
+    return LoggedRun(
+        parent_run_id=parent, run_id=run.info.run_id, model_id=str(info.model_id), lineage=lineage
+    )
+
+
+def register_run(settings: Settings, logged: LoggedRun, alias: str | None = None) -> int:
+    """Create a model version straight from a logged run (bypassing the gate) and optionally set an alias."""
+    from pipelines.registry import ensure_registered_model
+    from service.model_loader import registry_client
+
+    client = registry_client(settings)
+    ensure_registered_model(client, settings.model_name)
+    mv = client.create_model_version(
+        settings.model_name,
+        source=f"models:/{logged.model_id}",
+        run_id=logged.run_id,
+        model_id=logged.model_id,
+    )
+    if alias:
+        client.set_registered_model_alias(settings.model_name, alias, str(mv.version))
+    return int(mv.version)
+
+
+class PickleBomb:
+    """Unpickling this runs ``open(marker, 'w')``: proof that a pickle was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def pickle_bomb(marker: Path) -> bytes:
+    import pickle
+
+    return pickle.dumps(PickleBomb(marker))
