@@ -1,0 +1,118 @@
+"""register_best: best child run -> one model version per lineage, alias challenger, model card, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.audit import audit_log
+from pipelines.params import Params
+from pipelines.registry import (
+    CHALLENGER,
+    RegistryError,
+    alias_version,
+    check_name,
+    lineage_key,
+    register_best,
+)
+from pipelines.settings import Settings
+from service.model_loader import load_alias, registry_client
+from tests.registry_helpers import fit_package, log_package, write_features_for
+
+METRICS_GOOD = {
+    "ndcg_at_10": 0.40, "ndcg_at_10_ci_low": 0.35, "ndcg_at_10_ci_high": 0.45, "recall_at_10": 0.5,
+    "coverage_at_10": 0.8, "ndcg_at_10_cold": 0.1, "ndcg_at_10_warm": 0.45,
+}  # fmt: skip
+
+
+def test_lineage_key_depends_on_commit_data_and_params_only() -> None:
+    key = lineage_key("abc", "d1", "p1")
+    assert key == lineage_key("abc", "d1", "p1")
+    assert (
+        len(
+            {
+                key,
+                lineage_key("abd", "d1", "p1"),
+                lineage_key("abc", "d2", "p1"),
+                lineage_key("abc", "d1", "p2"),
+            }
+        )
+        == 4
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "a'b", "a\\b", "x`y"])
+def test_names_that_break_filter_strings_are_refused(bad: str) -> None:
+    with pytest.raises(RegistryError):
+        check_name(bad, "model name")
+
+
+def test_register_best_picks_best_child_is_idempotent_and_audited(
+    recops_settings: Settings, tmp_path: Path
+) -> None:
+    fs = write_features_for(recops_settings)
+    good = log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics=METRICS_GOOD)
+    log_package(
+        recops_settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"ndcg_at_10": 0.2}, lineage=good.lineage, parent_run_id=good.parent_run_id,
+    )  # fmt: skip
+    params = Params()
+
+    first = register_best(None, settings=recops_settings, params=params, actor="tester")
+    assert first.created and first.version == 1 and first.family == "itemknn"
+    assert first.run_id == good.run_id and first.previous_challenger is None
+    again = register_best(good.parent_run_id, settings=recops_settings, params=params, actor="tester")
+    assert not again.created and again.version == first.version and again.lineage_key == first.lineage_key
+
+    client = registry_client(recops_settings)
+    versions = client.search_model_versions(f"name = '{recops_settings.model_name}'")
+    assert [int(v.version) for v in versions] == [1]
+    mv = client.get_model_version(recops_settings.model_name, "1")
+    for tag in (
+        "git_commit",
+        "data_md5",
+        "dvc_lock_hash",
+        "params_hash",
+        "pipeline_run_id",
+        "family",
+        "lineage_key",
+    ):
+        assert mv.tags[tag], tag
+    assert mv.tags["pipeline_run_id"] == good.parent_run_id
+    assert mv.tags["lineage_key"] == lineage_key(
+        good.lineage["git_commit"], good.lineage["data_md5"], params.digest()
+    )
+    card = mv.description
+    assert card.startswith("# itemknn recommender")
+    assert "| ndcg_at_10 | 0.4000 | [0.3500, 0.4500] |" in card
+    assert "| ndcg_at_10_cold | 0.1000 |" in card and "## Limitations" in card
+    assert good.lineage["data_md5"] in card
+
+    assert alias_version(client, recops_settings.model_name, CHALLENGER) == 1
+    rows = audit_log(recops_settings).history(recops_settings.model_name)
+    assert [(r.alias, r.from_version, r.to_version, r.action, r.actor) for r in rows] == [
+        ("challenger", None, 1, "register", "tester")
+    ]
+    # the registered version loads through the scorer's loader
+    assert load_alias(CHALLENGER, settings=recops_settings).package.family == "itemknn"
+
+    # a new pipeline run (new lineage) gives a new version and moves challenger, audited
+    newer = log_package(recops_settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3})
+    third = register_best(newer.parent_run_id, settings=recops_settings, params=params)
+    assert third.created and third.version == 2 and third.previous_challenger == 1
+    assert [(r.from_version, r.to_version) for r in audit_log(recops_settings).history()] == [
+        (None, 1),
+        (1, 2),
+    ]
+
+
+def test_register_without_runs_or_metrics_is_a_clear_error(recops_settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match=r"does not exist|no pipeline run"):
+        register_best(None, settings=recops_settings, params=Params())
+    fs = write_features_for(recops_settings)
+    logged = log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics={"recall_at_10": 0.5})
+    with pytest.raises(RegistryError, match="logged 'ndcg_at_10'"):
+        register_best(logged.parent_run_id, settings=recops_settings, params=Params())
+    with pytest.raises(RegistryError, match="no pipeline run 'nope'"):
+        register_best("nope", settings=recops_settings, params=Params())
