@@ -1,0 +1,229 @@
+"""Generic loader: any CSV/TSV or Parquet event log (and optional product table) into the recops schema.
+
+A column mapping names the source column of each schema field, e.g.
+``user_id=customer,item_id=sku,ts=time,event_type=action`` (``user_id``, ``item_id`` and ``ts`` are
+required). Fields without a column are filled in:
+
+* ``event_type``: the constant ``event_type`` argument (default ``purchase``); a mapped column may hold codes
+  translated by ``event_type_map`` (e.g. ``{"0": "view", "1": "purchase"}``);
+* ``event_id``: deterministic hash of (pseudonymised user, item, type, ts, repeat number);
+* ``session_id``: a user's events split by silences longer than 30 minutes (``<user>:<n>``);
+* ``price``, ``quantity``: null;
+* catalogue (no ``catalog_path``): the items seen, category and brand ``"unknown"``, price null,
+  ``in_stock`` True, ``created_at`` = first event of the item. With a catalogue file, only ``item_id`` must
+  be mapped; items of the events missing from it are added the same way, and missing ``created_at`` is the
+  first event of the item (the first event overall for items never seen).
+
+Timestamps: ``ts_unit`` ``iso`` (ISO-8601 text, naive = UTC; Parquet datetime columns as they are), ``s`` or
+``ms`` (unix epoch numbers); the catalogue's ``created_at`` uses the same unit. Every value is checked (see
+:mod:`pipelines.datasets.loaders.common`): missing ids or timestamps, unparseable or mixed timestamp formats,
+NaN/infinite/negative prices, fractional quantities, unknown event types, text over 1,024 characters and
+spreadsheet-formula text all raise :class:`DataFileError` naming the file and column. Duplicate item ids in
+the catalogue file are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import pandas as pd
+
+from pipelines.datasets.loaders.common import (
+    SESSION_GAP_MINUTES,
+    DataFileError,
+    finish,
+    parse_bools,
+    parse_event_types,
+    parse_ids,
+    parse_prices,
+    parse_quantities,
+    parse_text,
+    parse_timestamps,
+    read_table,
+)
+from pipelines.schema import EVENT_TYPES
+
+EVENT_FIELDS: Final = (
+    "user_id",
+    "item_id",
+    "ts",
+    "event_type",
+    "session_id",
+    "price",
+    "quantity",
+    "event_id",
+)
+REQUIRED_EVENT_FIELDS: Final = ("user_id", "item_id", "ts")
+CATALOG_FIELDS: Final = ("item_id", "category", "brand", "price", "in_stock", "created_at")
+REQUIRED_CATALOG_FIELDS: Final = ("item_id",)
+DEFAULT_EVENT_TYPE: Final = "purchase"
+
+
+def parse_mapping(
+    text: str, *, allowed: tuple[str, ...], required: tuple[str, ...], option: str = "--map"
+) -> dict[str, str]:
+    """Parse ``field=COLUMN,field=COLUMN`` into ``{field: column}``.
+
+    Raises:
+        DataFileError: malformed pairs, unknown or repeated fields, or required fields missing.
+    """
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        field, sep, column = part.partition("=")
+        field, column = field.strip(), column.strip()
+        if not sep or not field or not column:
+            raise DataFileError(f"{option}: {part!r} is not FIELD=COLUMN")
+        if field not in allowed:
+            raise DataFileError(f"{option}: unknown field {field!r}; fields: {', '.join(allowed)}")
+        if field in mapping:
+            raise DataFileError(f"{option}: field {field!r} is mapped twice")
+        mapping[field] = column
+    missing = [f for f in required if f not in mapping]
+    if missing:
+        raise DataFileError(f"{option}: required field(s) not mapped: {', '.join(missing)}")
+    return mapping
+
+
+def parse_event_type_map(text: str) -> dict[str, str]:
+    """Parse ``"0=view,1=purchase"`` into ``{"0": "view", "1": "purchase"}`` (targets must be event types)."""
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        raw, sep, target = part.partition("=")
+        raw, target = raw.strip(), target.strip().lower()
+        if not sep or not raw:
+            raise DataFileError(f"--event-type-map: {part!r} is not VALUE=TYPE")
+        if target not in EVENT_TYPES:
+            raise DataFileError(
+                f"--event-type-map: {target!r} is not an event type ({', '.join(EVENT_TYPES)})"
+            )
+        mapping[raw] = target
+    return mapping
+
+
+def load_generic(
+    path: Path,
+    *,
+    mapping: Mapping[str, str],
+    key: str | None = None,
+    event_type: str | None = None,
+    event_type_map: Mapping[str, str] | None = None,
+    catalog_path: Path | None = None,
+    catalog_mapping: Mapping[str, str] | None = None,
+    ts_unit: str = "iso",
+    encoding: str | None = None,
+    session_gap_minutes: float = SESSION_GAP_MINUTES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Load an event file (and optionally a catalogue file) as schema ``(events, catalog)``.
+
+    Args:
+        path: the events file (CSV/TSV with a header, or Parquet).
+        mapping: schema field -> source column (see :data:`EVENT_FIELDS`).
+        key: pseudonymisation key for user ids; None keeps the raw ids.
+        event_type: the type of every event when no ``event_type`` column is mapped (default purchase).
+        event_type_map: raw value -> event type, for a mapped ``event_type`` column.
+        catalog_path: optional product table.
+        catalog_mapping: schema field -> column of the product table (see :data:`CATALOG_FIELDS`).
+        ts_unit: ``iso``, ``s`` or ``ms``.
+        encoding: text encoding of CSV files (default UTF-8).
+        session_gap_minutes: silence that starts a new session when no session column is mapped.
+
+    Raises:
+        DataFileError: bad mapping, missing columns, unreadable files or bad values (message names the
+            file and the column).
+    """
+    path = Path(path)
+    mapping = _check_mapping(mapping, EVENT_FIELDS, REQUIRED_EVENT_FIELDS, "--map")
+    if "event_type" in mapping and event_type is not None:
+        raise DataFileError("give either an event_type column in --map or --event-type, not both")
+    constant_type = (event_type or DEFAULT_EVENT_TYPE).strip().lower()
+    if constant_type not in EVENT_TYPES:
+        raise DataFileError(f"--event-type {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
+    raw = _read_mapped(path, mapping, encoding)
+
+    def col(field: str) -> pd.Series:
+        return raw[mapping[field]]
+
+    events = pd.DataFrame(
+        {
+            "user_id": parse_ids(col("user_id"), mapping["user_id"], path),
+            "item_id": parse_ids(col("item_id"), mapping["item_id"], path),
+            "ts": parse_timestamps(col("ts"), mapping["ts"], path, unit=ts_unit),
+        }
+    )
+    if "event_type" in mapping:
+        events["event_type"] = parse_event_types(
+            col("event_type"), mapping["event_type"], path, event_type_map
+        )
+    else:
+        events["event_type"] = constant_type
+    if "session_id" in mapping:
+        events["session_id"] = parse_ids(col("session_id"), mapping["session_id"], path)
+    if "event_id" in mapping:
+        events["event_id"] = parse_ids(col("event_id"), mapping["event_id"], path)
+    if "price" in mapping:
+        events["price"] = parse_prices(col("price"), mapping["price"], path)
+    if "quantity" in mapping:
+        events["quantity"] = parse_quantities(col("quantity"), mapping["quantity"], path)
+
+    catalog = None
+    if catalog_path is not None:
+        catalog = _load_catalog(
+            Path(catalog_path), catalog_mapping or {"item_id": "item_id"}, ts_unit, encoding
+        )
+    elif catalog_mapping:
+        raise DataFileError("--catalog-map needs --catalog FILE")
+    return finish(events, catalog, key=key, session_gap_minutes=session_gap_minutes)
+
+
+def _check_mapping(
+    mapping: Mapping[str, str], allowed: tuple[str, ...], required: tuple[str, ...], option: str
+) -> dict[str, str]:
+    unknown = [f for f in mapping if f not in allowed]
+    if unknown:
+        raise DataFileError(f"{option}: unknown field(s) {', '.join(unknown)}; fields: {', '.join(allowed)}")
+    missing = [f for f in required if f not in mapping]
+    if missing:
+        raise DataFileError(f"{option}: required field(s) not mapped: {', '.join(missing)}")
+    return dict(mapping)
+
+
+def _read_mapped(path: Path, mapping: Mapping[str, str], encoding: str | None) -> pd.DataFrame:
+    raw = read_table(path, encoding=encoding)
+    missing = [f"{column!r} (for {field})" for field, column in mapping.items() if column not in raw.columns]
+    if missing:
+        have = ", ".join(repr(str(c)) for c in list(raw.columns)[:20])
+        raise DataFileError(
+            f"{path}: mapped column(s) not in the file: {', '.join(missing)}; the file has: {have}"
+        )
+    return raw
+
+
+def _load_catalog(path: Path, mapping: Mapping[str, str], ts_unit: str, encoding: str | None) -> pd.DataFrame:
+    mapping = _check_mapping(mapping, CATALOG_FIELDS, REQUIRED_CATALOG_FIELDS, "--catalog-map")
+    raw = _read_mapped(path, mapping, encoding)
+    item_column = mapping["item_id"]
+    catalog = pd.DataFrame({"item_id": parse_ids(raw[item_column], item_column, path)})
+    duplicated = catalog["item_id"].duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        examples = ", ".join(repr(v) for v in catalog["item_id"][duplicated].unique()[:3])
+        raise DataFileError(
+            f"{path}: column {item_column!r}: duplicate item id(s) {examples}; give one row per item"
+        )
+    for field in ("category", "brand"):
+        if field in mapping:
+            catalog[field] = parse_text(raw[mapping[field]], mapping[field], path)
+    if "price" in mapping:
+        catalog["price"] = parse_prices(raw[mapping["price"]], mapping["price"], path)
+    if "in_stock" in mapping:
+        catalog["in_stock"] = parse_bools(raw[mapping["in_stock"]], mapping["in_stock"], path)
+    if "created_at" in mapping:
+        catalog["created_at"] = parse_timestamps(
+            raw[mapping["created_at"]], mapping["created_at"], path, unit=ts_unit
+        )
+    return catalog
