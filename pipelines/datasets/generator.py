@@ -1,0 +1,267 @@
+"""Deterministic synthetic shop data, one daily batch at a time.
+
+:func:`generate_batches` is pure: it yields one :class:`DayBatch` (events + end-of-day catalogue snapshot,
+schema dtypes, user ids pseudonymised) per UTC day and keeps only the simulation state between days, never
+the previous days' events. :func:`generate_dataset` writes each batch as ``OUT/YYYY-MM-DD/events.parquet``
+and ``catalog.parquet`` as soon as it is produced. The same config, seed and key give byte-identical files.
+
+Randomness: one ``numpy.random.Generator`` seeded from ``[seed, 0]`` draws the world (catalogue, users) and
+one seeded from ``[seed, 1, day_index]`` drives each day.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from pipelines.datasets.synthetic_catalog import Catalogue, CatalogueDynamics, build_catalogue
+from pipelines.datasets.synthetic_sessions import DAY_US, DayEvents, ShopBehaviour, simulate_day
+from pipelines.datasets.synthetic_users import UserPopulation
+from pipelines.errors import RecopsError
+from pipelines.params import GenerateParams
+from pipelines.privacy import pseudonymize
+from pipelines.schema import CATALOG_FILE, EVENT_TYPES, EVENTS_FILE, coerce_catalog, coerce_events
+
+PARQUET_COMPRESSION: Final = "zstd"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What to generate: ``days`` daily batches from ``start`` over ``users`` shoppers and ``items`` items.
+
+    ``users`` and ``items`` count everyone over the whole period: about half the users and 80% of the items
+    exist on the first day, the rest arrive day by day.
+    """
+
+    days: int
+    users: int
+    items: int
+    seed: int
+    start: date
+
+    @classmethod
+    def from_params(cls, params: GenerateParams) -> GeneratorConfig:
+        return cls(
+            days=params.days, users=params.users, items=params.items, seed=params.seed, start=params.start
+        )
+
+    def check(self) -> None:
+        """Raise :class:`RecopsError` naming the first unusable value."""
+        for name in ("days", "users", "items"):
+            if getattr(self, name) < 1:
+                raise RecopsError(f"generate: {name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise RecopsError(f"generate: seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class DayBatch:
+    """One UTC day: its events and the catalogue as of the end of the day (both with schema dtypes)."""
+
+    day: date
+    events: pd.DataFrame
+    catalog: pd.DataFrame
+    active_users: NDArray[np.int64]  # internal user indices with events today (for summaries)
+
+    @property
+    def batch_id(self) -> str:
+        return self.day.isoformat()
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    """What :func:`generate_dataset` wrote."""
+
+    days: int
+    events: int
+    users: int  # distinct users with at least one event
+    items: int  # items in the last catalogue snapshot
+    out_dir: Path
+
+    def line(self) -> str:
+        return (
+            f"generated {self.days} day(s): {self.events:,} events, {self.users:,} users, "
+            f"{self.items:,} items -> {self.out_dir}"
+        )
+
+
+def _midnight_us(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+
+
+def _utc(us: NDArray[np.int64]) -> pd.Series:
+    return pd.Series(pd.DatetimeIndex(us.astype("datetime64[us]"), tz="UTC"))
+
+
+@dataclass(frozen=True)
+class ShopWorld:
+    """The simulation state: static catalogue, users (with their memory) and today's item state."""
+
+    catalogue: Catalogue
+    users: UserPopulation
+    dynamics: CatalogueDynamics
+
+
+def build_world(config: GeneratorConfig) -> ShopWorld:
+    """Draw the catalogue and the users from ``[seed, 0]`` (the state before the first day)."""
+    config.check()
+    world = np.random.default_rng([config.seed, 0])
+    catalogue = build_catalogue(config.items, config.days, _midnight_us(config.start), world)
+    users = UserPopulation(config.users, config.days, catalogue, world)
+    return ShopWorld(catalogue=catalogue, users=users, dynamics=CatalogueDynamics(catalogue, world))
+
+
+def generate_batches(
+    config: GeneratorConfig, key: str, behaviour: ShopBehaviour | None = None
+) -> Iterator[DayBatch]:
+    """Yield one :class:`DayBatch` per day, in time order.
+
+    Args:
+        config: sizes, seed and first day.
+        key: pseudonymisation key for user ids (``settings.pseudonymization_key``).
+        behaviour: shopper behaviour rates (default: :class:`ShopBehaviour()`, a realistic funnel).
+    """
+    behaviour = behaviour or ShopBehaviour()
+    start_us = _midnight_us(config.start)
+    world = build_world(config)
+    catalogue, users, dynamics = world.catalogue, world.users, world.dynamics
+    created_us = catalogue.created_before_us.copy()
+    for d in range(config.days):
+        day = config.start + timedelta(days=d)
+        rng = np.random.default_rng([config.seed, 1, d])
+        dynamics.advance(d, rng)
+        if d > 0:
+            users.drift(rng)
+        events = simulate_day(catalogue, dynamics, users, d, day.weekday(), rng, behaviour)
+        midnight = start_us + d * DAY_US
+        _set_launch_times(catalogue, events, d, midnight, created_us, rng)
+        yield DayBatch(
+            day=day,
+            events=_events_frame(catalogue, dynamics, users, events, day, midnight, key),
+            catalog=_catalog_frame(catalogue, dynamics, created_us),
+            active_users=np.unique(events.user),
+        )
+
+
+def _set_launch_times(
+    catalogue: Catalogue,
+    events: DayEvents,
+    d: int,
+    midnight: int,
+    created_us: NDArray[np.int64],
+    rng: np.random.Generator,
+) -> None:
+    """Items launched on day ``d`` get a created_at that day, never after their first event."""
+    launched = np.flatnonzero(catalogue.created_day == d)
+    if not len(launched):
+        return
+    drawn = midnight + rng.integers(0, 10 * 3600 * 1_000_000, len(launched))
+    first = np.full(catalogue.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, events.item, events.ts_us)
+    created_us[launched] = np.minimum(drawn, midnight + first[launched])
+
+
+def _events_frame(
+    catalogue: Catalogue,
+    dynamics: CatalogueDynamics,
+    users: UserPopulation,
+    events: DayEvents,
+    day: date,
+    midnight: int,
+    key: str,
+) -> pd.DataFrame:
+    n = len(events)
+    active, user_pos = np.unique(events.user, return_inverse=True)
+    todo = active[np.array([p is None for p in users.pseudonyms[active]], dtype=bool)]
+    if len(todo):
+        users.pseudonyms[todo] = pseudonymize(pd.Series(users.raw_ids(todo)), key).to_numpy(dtype=object)
+    pseudonyms = users.pseudonyms[active].astype(np.str_)
+    stamp = day.strftime("%Y%m%d")
+    _, session_no = np.unique(events.session, return_inverse=True)
+    quantity = pd.arrays.IntegerArray(events.quantity, events.quantity == 0)
+    frame = pd.DataFrame(
+        {
+            "event_id": np.strings.add(
+                f"{day.isoformat()}-", np.strings.zfill(np.arange(n).astype(np.str_), 8)
+            ),
+            "user_id": pseudonyms[user_pos],
+            "item_id": catalogue.item_ids[events.item],
+            "event_type": np.array(EVENT_TYPES)[events.event_type],
+            "ts": _utc(midnight + events.ts_us),
+            "session_id": np.strings.add(f"s{stamp}-", np.strings.zfill(session_no.astype(np.str_), 7)),
+            "price": dynamics.price[events.item],
+            "quantity": quantity,
+        }
+    )
+    return coerce_events(frame)
+
+
+def _catalog_frame(
+    catalogue: Catalogue, dynamics: CatalogueDynamics, created_us: NDArray[np.int64]
+) -> pd.DataFrame:
+    live = np.flatnonzero(dynamics.available)
+    frame = pd.DataFrame(
+        {
+            "item_id": catalogue.item_ids[live],
+            "category": catalogue.category_names[catalogue.item_category[live]],
+            "brand": catalogue.brand_names[catalogue.item_brand[live]],
+            "price": dynamics.price[live],
+            "in_stock": dynamics.in_stock[live],
+            "created_at": _utc(created_us[live]),
+        }
+    )
+    return coerce_catalog(frame)
+
+
+def write_batch(batch: DayBatch, out_dir: Path) -> Path:
+    """Write ``out_dir/<YYYY-MM-DD>/catalog.parquet`` then ``events.parquet``, each atomically.
+
+    Returns:
+        The batch folder.
+    """
+    folder = out_dir / batch.batch_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in ((CATALOG_FILE, batch.catalog), (EVENTS_FILE, batch.events)):
+        target = folder / f"{name}.parquet"
+        tmp = folder / f".{name}.parquet.tmp"
+        frame.to_parquet(tmp, engine="pyarrow", index=False, compression=PARQUET_COMPRESSION)
+        os.replace(tmp, target)
+    return folder
+
+
+def generate_dataset(
+    config: GeneratorConfig,
+    out_dir: Path,
+    key: str,
+    on_day: Callable[[DayBatch], None] | None = None,
+) -> GenerationSummary:
+    """Generate and write every daily batch under ``out_dir``; ``on_day`` is called after each write.
+
+    Raises:
+        RecopsError: bad sizes or seed, or ``out_dir`` exists and is not a folder.
+    """
+    config.check()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RecopsError(f"generate: output path {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen_users = np.zeros(config.users, dtype=bool)
+    n_events = 0
+    n_items = 0
+    for batch in generate_batches(config, key):
+        write_batch(batch, out_dir)
+        seen_users[batch.active_users] = True
+        n_events += len(batch.events)
+        n_items = len(batch.catalog)
+        if on_day is not None:
+            on_day(batch)
+    return GenerationSummary(
+        days=config.days, events=n_events, users=int(seen_users.sum()), items=n_items, out_dir=out_dir
+    )
