@@ -1,0 +1,1 @@
+"""Building blocks of the validation gate (the entry point is :func:`pipelines.validate.validate_batch`)."""
