@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,10 +27,23 @@ from pipelines.errors import RecopsError
 #: States in ``dvc status -c`` output that mean the remote does not hold an object we have or need.
 MISSING_ON_REMOTE = frozenset({"new", "missing", "modified"})
 DEFAULT_TIMEOUT_S = 3600.0
+_CORRUPTED = re.compile(r"corrupted cache file '([^']+)'")
 
 
 class DvcError(RecopsError):
-    """A DVC command failed; the message holds the command and DVC's own error text."""
+    """A DVC command failed; the message holds the command and DVC's own error text.
+
+    Attributes:
+        output: Everything DVC printed (stdout then stderr), secrets redacted; empty if it never ran.
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class DvcHashMismatch(DvcError):
+    """A downloaded object did not match its hash (``verify = true``): the remote copy is corrupt."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ def _dvc_env(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 def _error_text(stdout: str, stderr: str) -> str:
     lines = [ln.strip() for ln in (stderr or stdout).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR")]
+    errors = [ln[ln.index("ERROR:") :] for ln in lines if "ERROR:" in ln]
     return "\n".join(errors or lines[-5:]) or "(no output)"
 
 
@@ -111,7 +125,8 @@ def run_dvc(
         raise DvcError(f"`dvc {shown}` did not finish within {timeout_s:.0f} s") from exc
     if proc.returncode != 0:
         message = _redact(_error_text(proc.stdout, proc.stderr), secrets)
-        raise DvcError(f"`dvc {shown}` failed (exit {proc.returncode}): {message}")
+        output = _redact(proc.stdout + proc.stderr, secrets)
+        raise DvcError(f"`dvc {shown}` failed (exit {proc.returncode}): {message}", output=output)
     return DvcOutput(args=tuple(args), stdout=proc.stdout, stderr=proc.stderr)
 
 
@@ -194,9 +209,27 @@ def dvc_push(
 
 
 def dvc_pull(repo_root: Path, remote: str | None = None, targets: Sequence[Path] = ()) -> DvcOutput:
-    """``dvc pull [-r REMOTE] [TARGETS]``; a hash mismatch (remote with ``verify = true``) raises DvcError."""
+    """``dvc pull [-r REMOTE] [TARGETS]`` (run verbose, so a hash mismatch can be named).
+
+    Raises:
+        DvcHashMismatch: with ``verify = true`` on the remote, a downloaded object did not match its hash;
+            DVC discarded it (nothing corrupt enters the cache) and the checkout failed.
+        DvcError: any other failure.
+    """
     rel_targets = [repo_relative(t, repo_root) for t in targets]
-    return run_dvc(["pull", *_remote_args(remote), *rel_targets], repo_root)
+    try:
+        return run_dvc(["pull", "-v", *_remote_args(remote), *rel_targets], repo_root)
+    except DvcError as exc:
+        corrupt = sorted(set(_CORRUPTED.findall(exc.output)))
+        if not corrupt:
+            raise
+        objects = ", ".join(Path(c).parent.name + Path(c).name for c in corrupt)  # .../md5/ab/cdef -> abcdef
+        raise DvcHashMismatch(
+            f"hash mismatch: {len(corrupt)} object(s) downloaded from remote {remote or '(default)'} did not "
+            f"match their MD5 and were discarded ({objects}); the remote copy is corrupt. Delete the bad "
+            f"object on the remote, then `dvc push` from a good cache. DVC said: {exc}",
+            output=exc.output,
+        ) from exc
 
 
 def configure_s3_remote(

@@ -112,7 +112,7 @@ class PublishResult:
 
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # only empty cells are null
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # only "" is null
     return pd.read_parquet(path)
 
 

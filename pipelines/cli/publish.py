@@ -35,6 +35,7 @@ def publish(
     from pipelines.params import load_params
     from pipelines.publish import publish_batch
     from pipelines.settings import get_settings
+
     validate_batch = importlib.import_module("pipelines.validate").validate_batch  # the gate (lands soon)
 
     settings = get_settings()
