@@ -82,7 +82,7 @@ class ALSRecommender(Recommender):
 
     def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_limits
 
         confidence = confidence_matrix(data, self.alpha)
         positive = data.weight[data.weight > 0]

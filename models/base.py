@@ -26,6 +26,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
 
+#: ``recommend`` scores at most about this many (user, item) cells at once (4M float32 = 16 MiB).
+RECOMMEND_BLOCK_CELLS = 1 << 22
+
 #: Called after each training epoch / iteration with (epoch, metrics); used to log per-epoch MLflow metrics.
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -149,6 +152,28 @@ class Recommender(ABC):
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         if item_mask is not None and item_mask.shape != (self.n_items,):
             raise ValueError(f"item_mask has shape {item_mask.shape}, expected ({self.n_items},)")
+        # Score a slice of users at a time: a dense (users x items) block stays near RECOMMEND_BLOCK_CELLS.
+        step = max(1, RECOMMEND_BLOCK_CELLS // max(self.n_items, 1))
+        parts = [
+            self._recommend_block(
+                histories[start : start + step],
+                k,
+                None if exclude is None else exclude[start : start + step],
+                item_mask,
+            )
+            for start in range(0, n, step)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _recommend_block(
+        self,
+        histories: Sequence[IntArray],
+        k: int,
+        exclude: Sequence[IntArray] | None,
+        item_mask: NDArray[np.bool_] | None,
+    ) -> tuple[IntArray, FloatArray]:
         scores = self.score(histories).astype(np.float32, copy=True)
         # Cold rows fall back to cold_scores(); a tiny popularity term breaks ties deterministically.
         pop = self.item_popularity / max(float(self.item_popularity.max()), 1.0)

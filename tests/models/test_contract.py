@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import models.base as base
 from models import MODEL_FAMILIES, UnknownModelFamilyError, create_model, load_model
 from models.base import (
     CONFIG_FILE,
@@ -370,3 +371,15 @@ def test_create_model_refuses_bad_hyperparameters(family: str) -> None:
 
 def test_model_load_error_is_a_recops_error() -> None:
     assert issubclass(ModelLoadError, RecopsError)
+
+
+def test_recommend_in_blocks_equals_one_block(
+    fitted: Recommender, block_interactions: Interactions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    histories = sample_histories(block_interactions)
+    exclude = [h[-1:] for h in histories]
+    whole = fitted.recommend(histories, k=4, exclude=exclude)
+    monkeypatch.setattr(base, "RECOMMEND_BLOCK_CELLS", 3 * N_ITEMS)  # three users per block
+    blocked = fitted.recommend(histories, k=4, exclude=exclude)
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_allclose(blocked[1], whole[1], rtol=1e-5, atol=1e-6)

@@ -135,3 +135,12 @@ def test_memory_sane_on_twenty_thousand_items() -> None:
     assert seconds < 60, f"fit took {seconds:.1f} s"
     scores = model.score(data.histories()[:200])
     assert scores.shape == (200, n_items)
+
+
+def test_ties_at_the_cut_keep_the_lower_item_index() -> None:
+    # Item 0 shares exactly one session with each of items 1-5, which are otherwise alike.
+    rows = [(0, 0, 1.0, T0, 0)]
+    for s, item in enumerate(range(1, 6), start=1):
+        rows += [(s, 0, 1.0, T0 + s, s), (s, item, 1.0, T0 + s + 1, s)]
+    model = ItemKNNRecommender(neighbours=2, shrinkage=0.0, user_weight=0.0).fit(make_interactions(rows))
+    assert model.similarity[0].indices.tolist() == [1, 2]
