@@ -34,7 +34,8 @@ from numpy.typing import NDArray
 
 from models.base import Recommender
 from pipelines.errors import RecopsError
-from pipelines.features import FeatureSet, Protocol
+from pipelines.features import TEST, FeatureSet, Protocol
+from pipelines.features.featureset import SPLIT_COLUMNS
 from pipelines.metrics import (
     RANKING_METRICS,
     BoolArray,
@@ -97,11 +98,12 @@ def build_task(fs: FeatureSet, protocol: Protocol = "temporal", exclude_seen: bo
         RecopsError: when no user is left to evaluate.
     """
     ev = fs.events
-    labels = ev["split" if protocol == "temporal" else "loo_split"].to_numpy()
-    fs.split_mask("test", protocol)  # validates the protocol name
+    if protocol not in SPLIT_COLUMNS:
+        raise RecopsError(f"unknown protocol {protocol!r}: use one of {sorted(SPLIT_COLUMNS)}")
+    labels = ev[SPLIT_COLUMNS[protocol]].to_numpy()
     user = ev["user_idx"].to_numpy(dtype=np.int64)
     item = ev["item_idx"].to_numpy(dtype=np.int64)
-    is_test = labels == 2
+    is_test = labels == TEST
     users = np.unique(user[is_test])
 
     past = ~is_test

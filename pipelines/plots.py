@@ -21,8 +21,10 @@ import numpy as np
 
 from pipelines.evaluate import EvaluationResult
 from pipelines.metrics import LIST_METRICS, RANKING_METRICS, bootstrap_ci, metric_name, parse_metric_name
+from pipelines.params import EvaluateParams
 
-FIGURE_FILES = ("metric_comparison.png", "coverage_vs_popularity.png", "ndcg_curve.png")
+#: Names of the standard figures (PNG files are ``<name>.png``).
+FIGURES = ("metric_comparison", "coverage_vs_popularity", "ndcg_curve")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -105,12 +107,19 @@ def metric_curve_figure(results: Mapping[str, EvaluationResult], metric: str = "
 def figures(
     results: Mapping[str, EvaluationResult], samples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, Any]:
-    """The standard figures by file name (:data:`FIGURE_FILES`), e.g. for ``mlflow.log_figure``."""
+    """The standard figures by name (:data:`FIGURES`), e.g. for ``mlflow.log_figure(fig, f"{name}.png")``."""
     return {
-        FIGURE_FILES[0]: metric_comparison_figure(results, None, samples, confidence, seed),
-        FIGURE_FILES[1]: coverage_popularity_figure(results),
-        FIGURE_FILES[2]: metric_curve_figure(results, "ndcg"),
+        FIGURES[0]: metric_comparison_figure(results, None, samples, confidence, seed),
+        FIGURES[1]: coverage_popularity_figure(results),
+        FIGURES[2]: metric_curve_figure(results, "ndcg"),
     }
+
+
+def comparison_figures(
+    results: Mapping[str, EvaluationResult], params: EvaluateParams, seed: int = 0
+) -> dict[str, Any]:
+    """:func:`figures` with the bootstrap settings of the ``evaluate`` params section."""
+    return figures(results, params.bootstrap_samples, params.confidence, seed)
 
 
 def save_figures(
@@ -120,13 +129,13 @@ def save_figures(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Path]:
-    """Write the standard figures as PNG files into ``out_dir``; returns file name -> path."""
+    """Write the standard figures as ``<name>.png`` into ``out_dir``; returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for file_name, fig in figures(results, samples, confidence, seed).items():
-        path = out_dir / file_name
+    for name, fig in figures(results, samples, confidence, seed).items():
+        path = out_dir / f"{name}.png"
         fig.savefig(path, dpi=100, metadata={"Software": None})
-        paths[file_name] = path
+        paths[name] = path
     return paths
 
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from pipelines.evaluate import EvaluationResult
+from pipelines.params import EvaluateParams
 from pipelines.plots import (
-    FIGURE_FILES,
+    FIGURES,
+    comparison_figures,
     coverage_popularity_figure,
     figures,
     metric_comparison_figure,
@@ -58,14 +60,16 @@ def test_figures_have_one_mark_per_model() -> None:
     assert len(scatter.axes[0].collections) == 2
     curve = metric_curve_figure(RESULTS)
     assert [line.get_xdata().tolist() for line in curve.axes[0].lines] == [[5, 10], [5, 10]]
-    assert set(figures(RESULTS, samples=50)) == set(FIGURE_FILES)
+    assert set(figures(RESULTS, samples=50)) == set(FIGURES)
+    assert set(comparison_figures(RESULTS, EvaluateParams(bootstrap_samples=20))) == set(FIGURES)
     with pytest.raises(ValueError, match="no evaluation results"):
         metric_curve_figure({})
 
 
 def test_save_figures_writes_pngs(tmp_path: Path) -> None:
     paths = save_figures(RESULTS, tmp_path, samples=50)
-    assert sorted(paths) == sorted(FIGURE_FILES)
+    assert sorted(paths) == sorted(FIGURES)
+    assert paths["ndcg_curve"].name == "ndcg_curve.png"
     for path in paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
