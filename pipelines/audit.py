@@ -137,15 +137,18 @@ class AuditLog:
         """Create the audit table if it is missing (idempotent, safe to call from many processes)."""
         if self._ensured:
             return
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.OperationalError as exc:
-            raise AuditError(f"cannot reach the metadata database: {exc.orig}") from exc
-        except sa.exc.IntegrityError:  # a concurrent create won the race; the table exists now
-            pass
-        except sa.exc.ProgrammingError as exc:  # PostgreSQL duplicate type/table under a race
-            if "already exists" not in str(exc):
-                raise
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                break
+            except sa.exc.DBAPIError as exc:
+                # Another process created the table (or its index) between the check and the create.
+                racing = "already exists" in str(exc) or isinstance(exc, sa.exc.IntegrityError)
+                if racing and attempt < 2:
+                    continue
+                raise AuditError(
+                    f"cannot prepare the audit table in the metadata database: {exc.orig}"
+                ) from exc
         self._ensured = True
 
     def dispose(self) -> None:

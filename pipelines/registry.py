@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipelines.audit import AuditLog, audit_log
+from pipelines.audit import Action, AuditLog, audit_log
 from pipelines.errors import RecopsError
 from pipelines.params import Params
 from pipelines.settings import Settings
@@ -25,6 +25,7 @@ from pipelines.tracking import TAG_FAMILY, TAG_KIND, TAG_PIPELINE_KEY, TAG_SUPER
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,43 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
 
     mv = resolve_alias(client, name, alias)
     return None if mv is None else int(mv.version)
+
+
+def move_alias(
+    client: MlflowClient,
+    audit: AuditLog,
+    conn: Connection,
+    *,
+    name: str,
+    alias: str,
+    to_version: int,
+    actor: str,
+    action: Action,
+    reason: str,
+    metrics: Mapping[str, Any] | None = None,
+) -> int | None:
+    """Point ``alias`` at ``to_version`` and append the audit row (inside :meth:`AuditLog.lock`).
+
+    Returns the version the alias pointed to before (None when unset); nothing is written when it already
+    pointed at ``to_version``.
+    """
+    before = alias_version(client, name, alias)
+    if before == to_version:
+        return before
+    client.set_registered_model_alias(name, alias, str(to_version))
+    audit.record(
+        actor=actor,
+        model_name=name,
+        alias=alias,
+        from_version=before,
+        to_version=to_version,
+        action=action,
+        reason=reason,
+        metrics=metrics,
+        conn=conn,
+    )
+    log.info("%s: %s@%s %s -> %s (%s by %s)", action, name, alias, before, to_version, reason, actor)
+    return before
 
 
 def experiment_id(client: MlflowClient, settings: Settings) -> str:
@@ -329,21 +367,19 @@ def register_best(
             )
             version, created = int(mv.version), True
             log.info("registered %s v%d from run %s (%s)", name, version, best.info.run_id, lineage["family"])
-        before = alias_version(client, name, CHALLENGER)
-        if before != version:
-            client.set_registered_model_alias(name, CHALLENGER, str(version))
-            audit.record(
-                actor=actor,
-                model_name=name,
-                alias=CHALLENGER,
-                from_version=before,
-                to_version=version,
-                action="register",
-                reason=f"best of pipeline run {parent.info.run_id} on {primary}"
-                + ("" if created else " (existing version, same lineage)"),
-                metrics={primary: metrics.get(primary), "family": lineage["family"]},
-                conn=conn,
-            )
+        before = move_alias(
+            client,
+            audit,
+            conn,
+            name=name,
+            alias=CHALLENGER,
+            to_version=version,
+            actor=actor,
+            action="register",
+            reason=f"best of pipeline run {parent.info.run_id} on {primary}"
+            + ("" if created else " (existing version, same lineage)"),
+            metrics={primary: metrics.get(primary), "family": lineage["family"]},
+        )
     return RegisterResult(
         name=name,
         version=version,

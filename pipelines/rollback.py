@@ -1,0 +1,118 @@
+"""Roll ``champion`` back to ``previous`` (or to a chosen version), audited.
+
+The target is loaded through the scorer's loader before any alias moves, so a rollback cannot point
+``champion`` at a version that would not serve. The move happens under the metadata-database lock with a
+compare-and-set on the champion, like a promotion; afterwards ``previous`` holds the version that was
+champion, so a second rollback undoes the first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipelines.audit import AuditLog, audit_log
+from pipelines.registry import (
+    CHAMPION,
+    PREVIOUS,
+    RegistryError,
+    alias_version,
+    check_name,
+    lock_name,
+    move_alias,
+)
+from pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    model_name: str
+    from_version: int
+    to_version: int
+    previous: int
+    reason: str
+
+
+def rollback(
+    *,
+    to_version: int | None = None,
+    settings: Settings,
+    actor: str,
+    reason: str = "",
+    client: MlflowClient | None = None,
+    audit: AuditLog | None = None,
+    verify: bool = True,
+) -> RollbackResult:
+    """Point ``champion`` at ``to_version`` (default: ``previous``) and ``previous`` at the old champion.
+
+    Args:
+        to_version: the version to serve again; None: whatever ``previous`` points to.
+        settings: model name, MLflow URIs and metadata database.
+        actor: who asked (audit trail).
+        reason: why (audit trail).
+        verify: load the target through the scorer's loader first and refuse if it does not load.
+    Raises:
+        RegistryError: no champion, no previous version, unknown or unloadable target, or the champion
+            moved while the rollback was being prepared.
+    """
+    from service.model_loader import AliasNotFoundError, ModelLoaderError, load_version, registry_client
+
+    name = check_name(settings.model_name, "model name")
+    client = client or registry_client(settings)
+    audit = audit or audit_log(settings)
+    current = alias_version(client, name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"{name} has no champion: nothing to roll back")
+    target = to_version if to_version is not None else alias_version(client, name, PREVIOUS)
+    if target is None:
+        raise RegistryError(f"{name} has no {PREVIOUS!r} version: pass --to VERSION")
+    if target == current:
+        raise RegistryError(f"{name} v{target} is already the champion")
+    if verify:
+        try:
+            load_version(target, settings=settings, client=client)
+        except AliasNotFoundError as exc:
+            raise RegistryError(f"cannot roll back to {name} v{target}: the version does not exist") from exc
+        except ModelLoaderError as exc:
+            raise RegistryError(
+                f"refusing to roll back to {name} v{target}: it does not load ({exc})"
+            ) from exc
+    else:
+        _check_exists(client, name, target)
+    why = reason or "rollback"
+    with audit.lock(lock_name(name)) as conn:
+        now = alias_version(client, name, CHAMPION)
+        if now != current:
+            raise RegistryError(f"the champion moved from v{current} to v{now} meanwhile: check and retry")
+        move_alias(
+            client, audit, conn, name=name, alias=PREVIOUS, to_version=current, actor=actor,
+            action="rollback", reason=why,
+        )  # fmt: skip
+        move_alias(
+            client, audit, conn, name=name, alias=CHAMPION, to_version=target, actor=actor,
+            action="rollback", reason=why,
+        )  # fmt: skip
+    client.set_model_version_tag(name, str(target), "rolled_back_to", "true")
+    log.info("rolled %s back from v%d to v%d (%s)", name, current, target, why)
+    return RollbackResult(
+        model_name=name, from_version=current, to_version=target, previous=current, reason=why
+    )
+
+
+def _check_exists(client: MlflowClient, name: str, version: int) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from service.model_loader import is_not_found
+
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if is_not_found(exc):
+            raise RegistryError(f"cannot roll back to {name} v{version}: the version does not exist") from exc
+        raise
