@@ -439,7 +439,7 @@ def _present(series: pd.Series) -> np.ndarray:
         )
     present = series.notna().to_numpy(dtype=bool)
     if pd.api.types.is_string_dtype(series):
-        present &= (series.astype("string").str.strip() != "").fillna(False).to_numpy(dtype=bool)
+        present = present & (series.astype("string").str.strip() != "").fillna(False).to_numpy(dtype=bool)
     return present
 
 
