@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated
 
@@ -35,17 +34,21 @@ def publish(
     from pipelines.params import load_params
     from pipelines.publish import publish_batch
     from pipelines.settings import get_settings
-
-    validate_batch = importlib.import_module("pipelines.validate").validate_batch  # the gate (lands soon)
+    from pipelines.validate import ValidationReport, validate_batch
 
     settings = get_settings()
     settings.ensure_runtime_dirs()
     params = load_params(settings.params_file)
 
-    def validator(path: Path) -> object:
-        return validate_batch(
+    def validator(path: Path) -> ValidationReport:
+        report = validate_batch(
             path, data_dir=settings.data_dir, quarantine_dir=settings.quarantine_dir, params=params.validation
         )
+        if not report.success:
+            for line in report.failure_lines():
+                typer.echo(line, err=True)
+            typer.echo(f"{report.summary()}; result: {report.result_path}", err=True)
+        return report
 
     result = publish_batch(
         batch_dir,
@@ -54,7 +57,7 @@ def publish(
         replace=replace,
         push=not no_push,
         remote=remote or settings.dvc_remote,
-        validator=validator,  # type: ignore[arg-type]
+        validator=validator,
     )
     where = f"pushed to DVC remote {result.remote}" if result.pushed else "not pushed (--no-push)"
     typer.echo(

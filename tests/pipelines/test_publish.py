@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,6 +32,8 @@ from tests.factories import make_catalog, make_events, write_batch
 from tests.pipelines.dvc_repo import dvc_file_md5, make_dvc_repo, tree_digest
 
 KEY = "test-key"
+PROJECT = Path(__file__).resolve().parents[2]
+RECOPS = Path(sys.executable).parent / "recops"
 DAY = date(2026, 1, 1)
 
 
@@ -191,3 +195,40 @@ def test_failing_validation_refuses_and_leaves_data_untouched(tmp_path: Path, re
     assert tree_digest(data) == before
     assert (repo / "data.dvc").read_text() == dvc_before
     assert not (data / nxt.name).exists()
+
+
+# ------------------------------------------------------------------------------------- the CLI, real gate
+
+
+def test_cli_runs_the_real_gate_before_publishing(tmp_path: Path, repo: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECOPS_")}
+    env.update(
+        COLUMNS="200",
+        NO_COLOR="1",
+        RECOPS_PROJECT_DIR=str(repo),
+        RECOPS_PARAMS_FILE=str(PROJECT / "params.yaml"),
+        RECOPS_RUNTIME_DIR=str(tmp_path / "runtime"),
+    )
+
+    def recops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(RECOPS), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    bad_events = clean_events()
+    bad_events.loc[:20, "user_id"] = None  # 7% null user ids: check 1's failure
+    bad = write_batch(tmp_path / "bad", DAY, events=bad_events, catalog=make_catalog())
+    refused = recops("publish", str(bad))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "expect_column_values_to_not_be_null events.user_id" in refused.stderr
+    assert "failed validation, nothing published" in refused.stderr
+    assert (tmp_path / "runtime" / "quarantine" / DAY.isoformat()).is_dir()
+    assert not (repo / "data").exists()
+    assert not (repo / "data.dvc").exists()
+
+    done = recops("publish", str(landed(tmp_path)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"published: batch {DAY.isoformat()} (300 events, 50 items)")
+    assert "pushed to DVC remote local" in done.stdout
+    assert (repo / "data" / DAY.isoformat() / "events.parquet").is_file()
+    assert dvc_status_cloud(repo, "local") == {}
