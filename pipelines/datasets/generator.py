@@ -20,6 +20,8 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from pipelines.datasets.synthetic_catalog import Catalogue, CatalogueDynamics, build_catalogue
@@ -164,9 +166,20 @@ def _set_launch_times(
     if not len(launched):
         return
     drawn = midnight + rng.integers(0, 10 * 3600 * 1_000_000, len(launched))
-    first = np.full(catalogue.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    first = np.full(catalogue.n_items, DAY_US, dtype=np.int64)  # no event today: DAY_US
     np.minimum.at(first, events.item, events.ts_us)
     created_us[launched] = np.minimum(drawn, midnight + first[launched])
+
+
+def _strings(values: pa.Array) -> pd.Series:
+    """A pandas ``string`` column over an Arrow string array (no per-value Python objects)."""
+    return pd.Series(pd.array(values, dtype="string"))
+
+
+def _numbered(prefix: str, numbers: NDArray[np.int64], width: int) -> pa.Array:
+    """``prefix`` + zero-padded ``numbers`` as an Arrow string array."""
+    digits = pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), width, "0")
+    return pc.binary_join_element_wise(prefix, digits, "")
 
 
 def _events_frame(
@@ -178,27 +191,22 @@ def _events_frame(
     midnight: int,
     key: str,
 ) -> pd.DataFrame:
-    n = len(events)
     active, user_pos = np.unique(events.user, return_inverse=True)
     todo = active[np.array([p is None for p in users.pseudonyms[active]], dtype=bool)]
     if len(todo):
         users.pseudonyms[todo] = pseudonymize(pd.Series(users.raw_ids(todo)), key).to_numpy(dtype=object)
-    pseudonyms = users.pseudonyms[active].astype(np.str_)
-    stamp = day.strftime("%Y%m%d")
+    pseudonyms = pa.array(users.pseudonyms[active].tolist(), type=pa.string())
     _, session_no = np.unique(events.session, return_inverse=True)
-    quantity = pd.arrays.IntegerArray(events.quantity, events.quantity == 0)
     frame = pd.DataFrame(
         {
-            "event_id": np.strings.add(
-                f"{day.isoformat()}-", np.strings.zfill(np.arange(n).astype(np.str_), 8)
-            ),
-            "user_id": pseudonyms[user_pos],
-            "item_id": catalogue.item_ids[events.item],
-            "event_type": np.array(EVENT_TYPES)[events.event_type],
+            "event_id": _strings(_numbered(f"{day.isoformat()}-", np.arange(len(events)), 8)),
+            "user_id": _strings(pseudonyms.take(user_pos)),
+            "item_id": _strings(catalogue.item_id_array.take(events.item)),
+            "event_type": _strings(pa.array(EVENT_TYPES, type=pa.string()).take(events.event_type)),
             "ts": _utc(midnight + events.ts_us),
-            "session_id": np.strings.add(f"s{stamp}-", np.strings.zfill(session_no.astype(np.str_), 7)),
+            "session_id": _strings(_numbered(f"s{day.strftime('%Y%m%d')}-", session_no.astype(np.int64), 7)),
             "price": dynamics.price[events.item],
-            "quantity": quantity,
+            "quantity": pd.arrays.IntegerArray(events.quantity, events.quantity == 0),
         }
     )
     return coerce_events(frame)
@@ -210,9 +218,9 @@ def _catalog_frame(
     live = np.flatnonzero(dynamics.available)
     frame = pd.DataFrame(
         {
-            "item_id": catalogue.item_ids[live],
-            "category": catalogue.category_names[catalogue.item_category[live]],
-            "brand": catalogue.brand_names[catalogue.item_brand[live]],
+            "item_id": _strings(catalogue.item_id_array.take(live)),
+            "category": _strings(pa.array(catalogue.category_names).take(catalogue.item_category[live])),
+            "brand": _strings(pa.array(catalogue.brand_names).take(catalogue.item_brand[live])),
             "price": dynamics.price[live],
             "in_stock": dynamics.in_stock[live],
             "created_at": _utc(created_us[live]),

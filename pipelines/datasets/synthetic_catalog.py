@@ -10,8 +10,10 @@ out-of-stock spells.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from pipelines.datasets.sampling import SegmentSampler
@@ -110,6 +112,11 @@ class Catalogue:
     subcategory_category: IntArray
     subcategory_weight: FloatArray
     brand_names: NDArray[np.str_]
+
+    @cached_property
+    def item_id_array(self) -> pa.Array:
+        """``item_ids`` as an Arrow string array (cheap ``take`` when building tables)."""
+        return pa.array(self.item_ids, type=pa.string())
 
     @property
     def n_items(self) -> int:

@@ -89,6 +89,7 @@ class ShopBehaviour:
     p_cart: float = 0.09
     p_purchase: float = 0.42
     min_session_gap_s: float = 31 * 60
+    max_view_gap_s: float = 20 * 60
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def simulate_day(
         log.add(s[carted], item[carted], ADD_TO_CART, t_cart[carted], qty[carted])
         log.add(s[bought], item[bought], PURCHASE, t_buy[bought], qty[bought])
         last = np.where(bought, t_buy, np.where(carted, t_cart, np.where(clicked, t_click, t_view)))
-        gap = np.maximum(rng.lognormal(np.log(35.0), 0.9, len(s)), 1.0) * SECOND_US
+        gap = np.clip(rng.lognormal(np.log(35.0), 0.9, len(s)), 1.0, b.max_view_gap_s) * SECOND_US
         clock[s] = last + gap.astype(np.int64)
 
         # Session memory: clicks and carts become the anchor whose complements come next.
