@@ -1,9 +1,224 @@
-"""`recops` sub-commands: registry."""
+"""`recops register | promote | rollback | audit | recommend`: the model registry by alias."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from pipelines.params import Params
+    from pipelines.settings import Settings
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    """Add this module's commands to the main app (and to `recops data`)."""
+    """Add the registry commands to the main app (none under `recops data`)."""
+    del data_app
+    app.command("register")(register_cmd)
+    app.command("promote")(promote_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("audit")(audit_cmd)
+    app.command("recommend")(recommend_cmd)
+
+
+def _context() -> tuple[Settings, Params]:
+    from pipelines.logging_setup import setup_logging
+    from pipelines.params import load_params
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    return settings, load_params(settings.params_file)
+
+
+def _default_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (containers)
+        return "cli:unknown"
+
+
+ActorOption = typer.Option(None, "--actor", help="Who is acting (audit trail); default cli:<login name>.")
+
+
+def register_cmd(
+    pipeline_run: str | None = typer.Option(
+        None, "--pipeline-run", help="MLflow parent run id or orchestrator run id; default: the latest."
+    ),
+    actor: str | None = ActorOption,
+) -> None:
+    """Register the best model of a pipeline run and point the `challenger` alias at it."""
+    from pipelines.registry import register_best
+
+    settings, params = _context()
+    result = register_best(pipeline_run, settings=settings, params=params, actor=actor or _default_actor())
+    state = "registered new" if result.created else "reused existing (same lineage)"
+    metric = result.metrics.get(result.primary_metric, float("nan"))
+    typer.echo(
+        f"{state} {result.name} v{result.version} ({result.family}, run {result.run_id}, "
+        f"{result.primary_metric}={metric:.4f}); "
+        f"challenger: {_v(result.previous_challenger)} -> v{result.version}"
+    )
+
+
+def promote_cmd(
+    actor: str | None = ActorOption,
+    fail_on_block: bool = typer.Option(False, "--fail-on-block", help="Exit 1 when the gate blocks."),
+) -> None:
+    """Compare `challenger` with `champion` on the current test data and promote it if the gate passes."""
+    from rich.console import Console
+
+    from pipelines.promote import promote
+
+    settings, params = _context()
+    decision = promote(settings=settings, params=params, actor=actor or _default_actor())
+    console = Console()
+    if decision.table:
+        console.print(_comparison_table(decision.table))
+    for check in decision.checks:
+        mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
+        console.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
+    colour = "green" if decision.promoted else "yellow"
+    console.print(
+        f"[{colour}]{decision.outcome}[/{colour}]: champion {_v(decision.champion_before)} -> "
+        f"{_v(decision.champion_after)} (challenger v{decision.challenger_version}, "
+        f"compared with the {decision.compared_with}; promotion run {decision.promotion_run_id or '-'})",
+        highlight=False,
+    )
+    for reason in decision.reasons:
+        console.print(f"  reason: {reason}", highlight=False)
+    if fail_on_block and decision.outcome in ("blocked", "lost_race"):
+        raise typer.Exit(1)
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
+def _comparison_table(rows: tuple[dict[str, Any], ...]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="promotion gate (current test data)")
+    columns = list(rows[0])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("role", "model") else "right")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def rollback_cmd(
+    to: int | None = typer.Option(
+        None, "--to", help="Version to serve again; default: the `previous` alias."
+    ),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)."),
+    actor: str | None = ActorOption,
+) -> None:
+    """Point `champion` back at `previous` (or --to VERSION); `previous` becomes the old champion."""
+    from pipelines.rollback import rollback
+
+    settings, _ = _context()
+    result = rollback(to_version=to, settings=settings, actor=actor or _default_actor(), reason=reason)
+    typer.echo(
+        f"rolled back {result.model_name}: champion v{result.from_version} -> v{result.to_version}; "
+        f"previous -> v{result.previous}"
+    )
+
+
+def audit_cmd(
+    at: str | None = typer.Option(
+        None, "--at", help="ISO timestamp (UTC unless it has an offset): which version was champion then."
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, help="Show the latest N alias moves."),
+) -> None:
+    """Show the alias audit trail, or which version was champion at a point in time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.audit import audit_log, to_utc
+    from pipelines.errors import RecopsError
+
+    settings, _ = _context()
+    log = audit_log(settings)
+    if at is not None:
+        from datetime import datetime
+
+        try:
+            when = to_utc(datetime.fromisoformat(at))
+        except ValueError as exc:
+            raise RecopsError(f"--at {at!r} is not an ISO timestamp such as 2026-03-01T12:00:00Z") from exc
+        version = log.champion_at(when, settings.model_name)
+        shown = "no champion" if version is None else f"v{version}"
+        typer.echo(f"{settings.model_name} champion at {when.isoformat()}: {shown}")
+        return
+    rows = log.history(settings.model_name, limit=limit)
+    table = Table(title=f"alias moves of {settings.model_name} (oldest first)")
+    for column in ("at (UTC)", "actor", "action", "alias", "from", "to", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.actor,
+            row.action,
+            row.alias,
+            "" if row.from_version is None else f"v{row.from_version}",
+            "" if row.to_version is None else f"v{row.to_version}",
+            row.reason,
+        )
+    Console().print(table)
+    if not rows:
+        typer.echo("no alias moves recorded yet")
+
+
+def recommend_cmd(
+    user: str = typer.Option(..., "--user", help="The shopper's id (raw unless --pseudonym)."),
+    k: int = typer.Option(10, "--k", min=1, max=1000, help="How many items."),
+    raw_id: bool = typer.Option(
+        True, "--raw-id/--pseudonym", help="Whether --user is a raw id (pseudonymised here) or a pseudonym."
+    ),
+    alias: str = typer.Option("champion", "--alias", help="Registry alias to load."),
+) -> None:
+    """Top-K in-stock items for one shopper from the champion, with catalogue attributes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.recommend import recommend_for_user
+
+    settings, params = _context()
+    rec = recommend_for_user(
+        user,
+        settings=settings,
+        k=k,
+        raw_id=raw_id,
+        max_history=params.features.max_sequence_length,
+        alias=alias,
+    )
+    title = f"{rec.model_name} v{rec.version} ({rec.family}) for {rec.user_id}"
+    table = Table(title=title)
+    for column in ("rank", "item_id", "category", "brand", "price", "in_stock", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "price", "score") else "left")
+    for row in rec.rows:
+        price = "" if row["price"] is None else f"{row['price']:.2f}"
+        table.add_row(
+            str(row["rank"]), row["item_id"], row["category"], row["brand"], price,
+            "yes" if row["in_stock"] else "no", f"{row['score']:.4f}",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    if rec.cold:
+        what = "no published history" if rec.history_length == 0 else "no history the model knows"
+        console.print(f"note: {what} for this shopper: popularity fallback", highlight=False)
+    else:
+        console.print(f"history: {rec.history_length} events, {rec.known_history} on items the model knows")
+    if rec.stale_model:
+        console.print("warning: registry unreachable; used the cached champion", style="yellow")

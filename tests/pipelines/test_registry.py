@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.audit import audit_log
+from pipelines.errors import RecopsError
 from pipelines.params import Params
 from pipelines.registry import (
     CHALLENGER,
@@ -116,3 +117,57 @@ def test_register_without_runs_or_metrics_is_a_clear_error(recops_settings: Sett
         register_best(logged.parent_run_id, settings=recops_settings, params=Params())
     with pytest.raises(RegistryError, match="no pipeline run 'nope'"):
         register_best("nope", settings=recops_settings, params=Params())
+
+
+def test_cli_register_promote_rollback_audit_recommend(
+    recops_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.privacy import pseudonymize
+    from tests.factories import make_catalog
+    from tests.registry_helpers import clustered_events
+
+    # published data with pseudonymised shoppers (what `recops recommend` reads)
+    events = clustered_events()
+    events["user_id"] = pseudonymize(
+        events["user_id"], recops_settings.pseudonymization_key.get_secret_value()
+    )
+    batch = recops_settings.data_dir / "2026-01-01"
+    batch.mkdir(parents=True)
+    events.to_parquet(batch / "events.parquet", index=False)
+    make_catalog(40).to_parquet(batch / "catalog.parquet", index=False)
+
+    fs = write_features_for(recops_settings)
+    log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics=METRICS_GOOD)
+    monkeypatch.setenv("COLUMNS", "220")  # rich tables are not wrapped in the captured output
+    runner = CliRunner()
+
+    out = runner.invoke(app, ["register", "--actor", "alice"])
+    assert out.exit_code == 0, out.output
+    assert "registered new recops-recommender v1 (itemknn" in out.output
+    out = runner.invoke(app, ["promote", "--actor", "alice", "--fail-on-block"])
+    assert out.exit_code == 0, out.output
+    assert "promoted" in out.output and "recent_popularity (fresh)" in out.output
+
+    out = runner.invoke(app, ["recommend", "--user", "u3", "--k", "5"])
+    assert out.exit_code == 0, out.output
+    assert "itemknn" in out.output and "cat3" in out.output  # user 3 prefers category 3
+    assert "history:" in out.output
+    out = runner.invoke(app, ["recommend", "--user", "never-seen", "--k", "3"])
+    assert out.exit_code == 0 and "popularity fallback" in out.output
+    out = runner.invoke(app, ["recommend", "--user", "p_0123456789abcdef0123"])
+    assert isinstance(out.exception, RecopsError) and "--pseudonym" in str(out.exception)
+
+    out = runner.invoke(app, ["rollback", "--reason", "test"])
+    assert isinstance(out.exception, RegistryError) and "no 'previous'" in str(out.exception)
+
+    out = runner.invoke(app, ["audit"])
+    assert out.exit_code == 0 and "alice" in out.output and "register" in out.output
+    out = runner.invoke(app, ["audit", "--at", "2000-01-01T00:00:00Z"])
+    assert "no champion" in out.output
+    out = runner.invoke(app, ["audit", "--at", "2999-01-01T00:00:00+02:00"])
+    assert "champion at 2998-12-31T22:00:00+00:00: v1" in out.output
+    out = runner.invoke(app, ["audit", "--at", "yesterday"])
+    assert "not an ISO timestamp" in str(out.exception)
