@@ -11,8 +11,8 @@ required). Fields without a column are filled in:
 * ``price``, ``quantity``: null;
 * catalogue (no ``catalog_path``): the items seen, category and brand ``"unknown"``, price null,
   ``in_stock`` True, ``created_at`` = first event of the item. With a catalogue file, only ``item_id`` must
-  be mapped; items of the events missing from it are added the same way, and missing ``created_at`` is the
-  first event of the item (the first event overall for items never seen).
+  be mapped; items of the events missing from it are added the same way, and a missing or empty
+  ``created_at`` is the first event of the item (the first event overall for items never seen).
 
 Timestamps: ``ts_unit`` ``iso`` (ISO-8601 text, naive = UTC; Parquet datetime columns as they are), ``s`` or
 ``ms`` (unix epoch numbers); the catalogue's ``created_at`` uses the same unit. Every value is checked (see
@@ -223,7 +223,14 @@ def _load_catalog(path: Path, mapping: Mapping[str, str], ts_unit: str, encoding
     if "in_stock" in mapping:
         catalog["in_stock"] = parse_bools(raw[mapping["in_stock"]], mapping["in_stock"], path)
     if "created_at" in mapping:
-        catalog["created_at"] = parse_timestamps(
-            raw[mapping["created_at"]], mapping["created_at"], path, unit=ts_unit
+        column = raw[mapping["created_at"]]
+        given = (column.notna() & (column.astype("string").str.strip() != "").fillna(False)).to_numpy(
+            dtype=bool
         )
+        # Empty cells mean "unknown": a placeholder keeps row numbers in messages right, then becomes NaT
+        # (complete_catalog fills it with the item's first event).
+        placeholder = "1970-01-01" if ts_unit == "iso" else "0"
+        filled = column.astype(object).where(given, placeholder)
+        parsed = parse_timestamps(filled, mapping["created_at"], path, unit=ts_unit)
+        catalog["created_at"] = parsed.where(given)
     return catalog

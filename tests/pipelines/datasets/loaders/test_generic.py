@@ -94,7 +94,7 @@ def test_catalog_file_with_mapping(tmp_path: Path) -> None:
             "maker": ["acme", "", "hatco"],
             "list_price": ["10", "2.5", ""],
             "available": ["yes", "no", "1"],
-            "since": ["2024-01-01", "2024-02-01T00:00:00Z", "2023-12-31"],
+            "since": ["2024-01-01T00:00:00Z", "", "2023-12-31"],  # empty: first event of the item
         }
     )
     products.to_csv(tmp_path / "products.csv", index=False, sep=";")
@@ -113,6 +113,7 @@ def test_catalog_file_with_mapping(tmp_path: Path) -> None:
     assert cat.loc["A", "price"] == 10.0 and np.isnan(cat.loc["Z", "price"])
     assert not cat.loc["B", "in_stock"] and cat.loc["C", "in_stock"]
     assert cat.loc["Z", "created_at"] == pd.Timestamp("2023-12-31", tz="UTC")
+    assert cat.loc["B", "created_at"] == pd.Timestamp("2024-03-01T10:10Z")
     assert cat.loc["C", "category"] == "unknown"
 
 
