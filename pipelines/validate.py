@@ -187,7 +187,7 @@ def volume_bounds(data_dir: Path, batch_id: str, params: ValidateParams) -> dict
     none["volume_history"] = 0
     if params.volume_history_batches == 0:
         return none
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq
 
     earlier = [p for p in published_batches(data_dir) if p.name < batch_id]
     counts = []

@@ -202,5 +202,9 @@ def render_data_docs(result: ExpectationSuiteValidationResult) -> str:
     from great_expectations.render.renderer.page_renderer import ValidationResultsPageRenderer
     from great_expectations.render.view.view import DefaultJinjaPageView
 
-    document = ValidationResultsPageRenderer().render(result)
-    return str(DefaultJinjaPageView().render(document))  # type: ignore[no-untyped-call]
+    with _LOCK:  # one view per process: its jinja environment caches the compiled templates
+        if "page_view" not in _STATE:
+            _STATE["page_view"] = DefaultJinjaPageView()
+            _STATE["page_renderer"] = ValidationResultsPageRenderer()
+        document = _STATE["page_renderer"].render(result)
+        return str(_STATE["page_view"].render(document))
