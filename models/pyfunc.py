@@ -20,7 +20,7 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from models.package import ModelPackage
 
 
-class RecopsRecommenderModel(PythonModel):  # type: ignore[misc]
+class RecopsRecommenderModel(PythonModel):
     """Top-K recommendations from a model package."""
 
     def load_context(self, context: PythonModelContext) -> None:

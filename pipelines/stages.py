@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import RecopsError
 from pipelines.params import Params
 from pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from models.base import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,12 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     from pipelines.evaluate import evaluate_models
     from pipelines.features import read_features
     from pipelines.plots import comparison_figures
-    from pipelines.train import PACKAGE_DIR, RUN_FILE, model_dir
     from pipelines.tracking import configure_mlflow
+    from pipelines.train import PACKAGE_DIR, RUN_FILE, model_dir
 
     fs = read_features(features_dir(settings))
-    models, runs = {}, {}
+    models: dict[str, Recommender] = {}
+    runs: dict[str, dict[str, str]] = {}
     for family in params.train.families:
         folder = model_dir(settings, family)
         if not (folder / PACKAGE_DIR).is_dir():
@@ -84,7 +88,12 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     plots_dir.mkdir(parents=True, exist_ok=True)
     ks = sorted(params.evaluate.ks)
     curve = [
-        {"family": f, "k": k, "ndcg": metrics[f].get(f"ndcg_at_{k}", 0.0), "recall": metrics[f].get(f"recall_at_{k}", 0.0)}
+        {
+            "family": f,
+            "k": k,
+            "ndcg": metrics[f].get(f"ndcg_at_{k}", 0.0),
+            "recall": metrics[f].get(f"recall_at_{k}", 0.0),
+        }
         for f in metrics
         for k in ks
     ]
@@ -105,19 +114,15 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     figures = comparison_figures(results, params.evaluate)
 
     client = configure_mlflow(settings)
-    for family, record in runs.items():
+    for fam, record in runs.items():
         run_id = record["run_id"]
-        for name, value in metrics[family].items():
+        for name, value in metrics[fam].items():
             client.log_metric(run_id, name, value)
     parents = {record["parent_run_id"] for record in runs.values()}
     for parent in parents:
         for name, fig in figures.items():
             client.log_figure(parent, fig, f"plots/{name}.png")
         client.log_dict(parent, metrics, "metrics/metrics.json")
-    for fig in figures.values():
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     return metrics
 
 

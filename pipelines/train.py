@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import RecopsError
 from pipelines.params import ModelFamily, Params
@@ -94,7 +94,7 @@ def run_train(family_name: str, settings: Settings, params: Params) -> Path:
         raise RecopsError(
             f"family {family_name!r} is not listed in params.yaml train.families {params.train.families}"
         )
-    family = cast(ModelFamily, family_name)
+    family: ModelFamily = family_name  # narrowed by the membership check above
     fs = read_features(settings.artifacts_dir / "features")
     out = model_dir(settings, family)
     lineage = lineage_tags(settings.project_dir, params.digest())
@@ -133,7 +133,9 @@ def run_train(family_name: str, settings: Settings, params: Params) -> Path:
             input_example=(example, {"k": 10}),
             pip_requirements=PIP_REQUIREMENTS,
         )
-        mlflow.set_tags({"recops.model_uri": info.model_uri, "recops.package_path": f"artifacts/{PACKAGE_DIR}"})
+        mlflow.set_tags(
+            {"recops.model_uri": info.model_uri, "recops.package_path": f"artifacts/{PACKAGE_DIR}"}
+        )
         record = {
             "run_id": run.info.run_id,
             "parent_run_id": parent,

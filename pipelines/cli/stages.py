@@ -62,7 +62,7 @@ def evaluate() -> None:
     table = Table(title="evaluation (full ranking, test period)")
     table.add_column("family")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name.replace("_at_", "@").replace("_cold", " cold"), justify="right")
     for family, values in metrics.items():
         table.add_row(family, *(f"{values.get(n, float('nan')):.4f}" for n in names))
-    Console().print(table)
+    Console(width=max(Console().width, 100)).print(table)
