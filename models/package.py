@@ -50,7 +50,9 @@ class ModelPackage:
         if missing:
             raise ValueError(f"item table lacks column(s): {', '.join(missing)}")
         if len(self.items) != self.model.n_items:
-            raise ValueError(f"item table has {len(self.items)} rows but the model knows {self.model.n_items} items")
+            raise ValueError(
+                f"item table has {len(self.items)} rows but the model knows {self.model.n_items} items"
+            )
         self.items = self.items.loc[:, list(ITEM_COLUMNS)].reset_index(drop=True)
         self.item_index: dict[str, int] = {str(item): i for i, item in enumerate(self.items["item_id"])}
         self.in_stock_mask: np.ndarray = self.items["in_stock"].to_numpy(dtype=bool)
@@ -72,7 +74,9 @@ class ModelPackage:
             "params_hash": params_hash or str(self.meta.get("params_hash", "")),
             "lineage": dict(lineage or self.meta.get("lineage", {})),
         }
-        (path / PACKAGE_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (path / PACKAGE_FILE).write_text(
+            json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, path: Path) -> ModelPackage:

@@ -31,7 +31,9 @@ def published_batches(data_dir: Path) -> list[Path]:
     if not data_dir.is_dir():
         return []
     return sorted(
-        p for p in data_dir.iterdir() if p.is_dir() and BATCH_ID.match(p.name) and (p / f"{EVENTS_FILE}.parquet").is_file()
+        p
+        for p in data_dir.iterdir()
+        if p.is_dir() and BATCH_ID.match(p.name) and (p / f"{EVENTS_FILE}.parquet").is_file()
     )
 
 
@@ -43,7 +45,9 @@ def read_published(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     batches = published_batches(data_dir)
     if not batches:
-        raise RecopsError(f"no published batches in {data_dir}: run `recops data generate` and `recops publish`")
+        raise RecopsError(
+            f"no published batches in {data_dir}: run `recops data generate` and `recops publish`"
+        )
     events, catalogs = [], []
     for batch in batches:
         ev = coerce_events(pd.read_parquet(batch / f"{EVENTS_FILE}.parquet"))
