@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from models.package import ModelPackage
+    from pipelines.evaluate import EvaluationTask
     from pipelines.features import FeatureSet
     from service.model_loader import LoadedModel
 
@@ -134,32 +135,6 @@ class PackageInFeatureSpace(Recommender):
 
 
 @dataclass(frozen=True)
-class HeldOutData:
-    """The current test period: test users, their histories before it and what they interacted with in it."""
-
-    users: IntArray
-    histories: list[IntArray]
-    relevant: list[IntArray]
-    cold: NDArray[np.bool_]
-    n_items: int
-    item_ids: list[str]
-
-    @classmethod
-    def from_features(cls, fs: FeatureSet) -> HeldOutData:
-        users = fs.test_users()
-        if not len(users):
-            raise RecopsError("the current feature set has no test users: cannot compare models")
-        all_histories = fs.histories("train_valid")
-        histories = [all_histories[u] for u in users]
-        ev = fs.events[fs.split_mask("test")]
-        pairs = ev[["user_idx", "item_idx"]].drop_duplicates()
-        grouped = pairs.groupby("user_idx")["item_idx"].apply(lambda s: np.sort(s.to_numpy(dtype=np.int64)))
-        relevant = [grouped[int(u)] for u in users]
-        cold = np.array([len(h) == 0 for h in histories], dtype=bool)
-        return cls(users, histories, relevant, cold, fs.n_items, [str(i) for i in fs.item_ids])
-
-
-@dataclass(frozen=True)
 class ModelScores:
     """One model's results on the current test data."""
 
@@ -170,7 +145,7 @@ class ModelScores:
     coverage: float
     cold: float  # NaN when there are no cold test users
     warm: float
-    per_user: NDArray[np.float64]  # primary metric per test user, in HeldOutData.users order
+    per_user: NDArray[np.float64]  # primary metric per evaluated user, in the task's user order
     latency_p50_ms: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -202,44 +177,50 @@ def metric_cutoff(primary_metric: str) -> tuple[str, int]:
     return metric, k
 
 
+def gate_evaluate_params(params: Params) -> EvaluateParams:
+    """The ``evaluate`` settings with the gate's primary metric (and its cut-off) as primary."""
+    _, k = metric_cutoff(params.promote.primary_metric)
+    return params.evaluate.model_copy(
+        update={"primary_metric": params.promote.primary_metric, "ks": sorted({*params.evaluate.ks, k})}
+    )
+
+
 def score_model(
     model: Recommender,
-    data: HeldOutData,
+    fs: FeatureSet,
+    task: EvaluationTask,
     *,
     role: Role,
     label: str,
     version: int | None,
-    primary_metric: str,
     evaluate: EvaluateParams,
+    seed: int = 0,
 ) -> ModelScores:
-    """Rank the full catalogue for every test user and compute the gate's metrics."""
-    from pipelines.metrics import Relevance, catalogue_coverage, mean_metrics, per_user_metrics
+    """Evaluate ``model`` on the shared task exactly like the evaluate stage, and keep the gate's numbers."""
+    from pipelines.evaluate import evaluate_model
 
-    _, k = metric_cutoff(primary_metric)
-    ranks, _ = model.recommend(data.histories, k, exclude=data.histories if evaluate.exclude_seen else None)
-    per_user = per_user_metrics(ranks, Relevance.from_lists(data.relevant), [k])
-    values = per_user[primary_metric]
-    means = mean_metrics(per_user)
-    coverage = catalogue_coverage(ranks, k, data.n_items)
-    cold = float(values[data.cold].mean()) if data.cold.any() else float("nan")
-    warm = float(values[~data.cold].mean()) if (~data.cold).any() else float("nan")
+    result = evaluate_model(model, fs, evaluate, name=label, seed=seed, task=task, progress=False)
+    _, k = metric_cutoff(evaluate.primary_metric)
+    primary = evaluate.primary_metric
     return ModelScores(
         role=role,
         label=label,
         version=version,
-        primary=float(values.mean()),
-        coverage=coverage,
-        cold=cold,
-        warm=warm,
-        per_user=values,
-        metrics={**means, f"coverage_at_{k}": coverage},
+        primary=result.primary,
+        coverage=float(result.metrics[f"coverage_at_{k}"]),
+        cold=float(result.metrics.get(f"{primary}_cold", math.nan)),
+        warm=float(result.metrics.get(f"{primary}_warm", math.nan)),
+        per_user=np.asarray(result.primary_values, dtype=np.float64),
+        metrics=dict(result.metrics),
     )
 
 
-def smoke_latency_ms(package: ModelPackage, data: HeldOutData, calls: int = LATENCY_CALLS) -> float:
+def smoke_latency_ms(
+    package: ModelPackage, task: EvaluationTask, item_ids: Sequence[str], calls: int = LATENCY_CALLS
+) -> float:
     """p50 wall time of single-user ``recommend_ids`` calls on real test histories (after one warm-up)."""
-    picks = np.linspace(0, len(data.users) - 1, num=min(calls, len(data.users))).astype(np.int64)
-    histories = [[data.item_ids[int(j)] for j in data.histories[i][-50:]] for i in picks]
+    picks = np.linspace(0, task.n_users - 1, num=min(calls, task.n_users)).astype(np.int64)
+    histories = [[str(item_ids[int(j)]) for j in task.histories[i][-50:]] for i in picks]
     package.recommend_ids([histories[0]], k=10)
     times = []
     for history in (histories * calls)[:calls]:
@@ -384,6 +365,7 @@ def promote(
     Raises:
         RegistryError: there is no challenger, or the registry cannot be reached.
     """
+    from pipelines.evaluate import build_task
     from pipelines.features import read_features
     from pipelines.metrics import paired_bootstrap_diff
     from service.model_loader import AliasNotFoundError, ModelLoaderError, load_alias, registry_client
@@ -402,7 +384,9 @@ def promote(
         return _already_champion(name, challenger_version)
 
     fs = features if features is not None else read_features(settings.artifacts_dir / "features")
-    data = HeldOutData.from_features(fs)
+    evaluate = gate_evaluate_params(params)
+    task = build_task(fs, "temporal", evaluate.exclude_seen)
+    item_ids = [str(i) for i in fs.item_ids]
     reasons: list[str] = []
     try:
         challenger_loaded = load_alias(CHALLENGER, settings=settings, client=client, allow_stale=False)
@@ -423,25 +407,27 @@ def promote(
 
     def score_loaded(loaded: LoadedModel, role: Role) -> ModelScores:
         scores = score_model(
-            PackageInFeatureSpace(loaded.package, data.item_ids),
-            data,
+            PackageInFeatureSpace(loaded.package, item_ids),
+            fs,
+            task,
             role=role,
             label=f"v{loaded.version} ({loaded.package.family})",
             version=loaded.version,
-            primary_metric=gate.primary_metric,
-            evaluate=params.evaluate,
+            evaluate=evaluate,
+            seed=params.seed,
         )
-        return replace(scores, latency_p50_ms=smoke_latency_ms(loaded.package, data))
+        return replace(scores, latency_p50_ms=smoke_latency_ms(loaded.package, task, item_ids))
 
     challenger = score_loaded(challenger_loaded, "challenger")
     baseline = score_model(
         fit_baseline(fs, params),
-        data,
+        fs,
+        task,
         role="baseline",
         label="recent_popularity (fresh)",
         version=None,
-        primary_metric=gate.primary_metric,
-        evaluate=params.evaluate,
+        evaluate=evaluate,
+        seed=params.seed,
     )
     incumbent = baseline if champion_loaded is None else score_loaded(champion_loaded, "champion")
     scored = [challenger, incumbent] if incumbent is not baseline else [challenger]

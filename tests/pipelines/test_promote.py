@@ -14,12 +14,13 @@ import pytest
 import pipelines.promote as promote_module
 from models import create_model
 from pipelines.audit import audit_log
+from pipelines.evaluate import build_task
 from pipelines.params import Params, PromoteParams
 from pipelines.promote import (
-    HeldOutData,
     ModelScores,
     PackageInFeatureSpace,
     gate_checks,
+    gate_evaluate_params,
     promote,
     relative_change,
     score_model,
@@ -119,17 +120,18 @@ def test_package_in_feature_space_translates_through_item_ids(recops_settings: S
     assert set(ranked) <= set(range(30)) and len(ranked) == 30  # unknown items are never recommended
     popularity = package.model.item_popularity[ranked]
     assert np.all(np.diff(popularity) <= 0)  # the old model's ranking, expressed in current indices
-    data = HeldOutData.from_features(fs)
-    s = score_model(
-        view,
-        data,
-        role="champion",
-        label="old",
-        version=1,
-        primary_metric="ndcg_at_10",
-        evaluate=Params().evaluate,
+    evaluate = gate_evaluate_params(Params())
+    task = build_task(fs, "temporal", evaluate.exclude_seen)
+    old_scores = score_model(view, fs, task, role="champion", label="old", version=1, evaluate=evaluate)
+    assert 0 <= old_scores.primary <= 1 and 0 < old_scores.coverage <= 30 / 40
+    assert len(old_scores.per_user) == task.n_users
+    # the same package in its own (identical) item space scores like the bare model
+    same = PackageInFeatureSpace(package, list(fs.item_ids))
+    bare = score_model(
+        package.model, fs, task, role="champion", label="bare", version=None, evaluate=evaluate
     )
-    assert 0 <= s.primary <= 1 and s.coverage <= 30 / 40
+    wrapped = score_model(same, fs, task, role="champion", label="wrapped", version=None, evaluate=evaluate)
+    assert np.array_equal(bare.per_user, wrapped.per_user) and bare.coverage == wrapped.coverage
 
 
 # ------------------------------------------------------------------------------------------ flows
