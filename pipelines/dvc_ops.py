@@ -275,3 +275,13 @@ def configure_s3_remote(
     hidden = [v for v in (access_key_id, secret_access_key) if v]
     for option, value in settings:
         run_dvc(["remote", "modify", "--local", name, option, value], repo_root, secrets=hidden)
+
+
+def prepare_remote(repo_root: Path, remote: str, *, endpoint_url: str | None, bucket: str | None) -> None:
+    """Before using remote ``s3``: write the configured endpoint/bucket (``RECOPS_S3_ENDPOINT_URL``,
+    ``RECOPS_S3_BUCKET``) to ``config.local``. Other remotes, or nothing configured: no-op.
+
+    Credentials are not written here; DVC reads them from the AWS chain (``AWS_ACCESS_KEY_ID`` ...).
+    """
+    if remote == "s3" and (endpoint_url or bucket):
+        configure_s3_remote(repo_root, endpoint_url, bucket, name=remote)

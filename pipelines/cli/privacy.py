@@ -30,11 +30,15 @@ def forget(
     cache and remote until purged: see docs/operations.md, "Forgetting a user". Only the pseudonym is
     printed, never the raw id.
     """
+    from pipelines.dvc_ops import prepare_remote
     from pipelines.forget import forget_user
     from pipelines.settings import get_settings
 
     settings = get_settings()
     remote = remote or settings.dvc_remote
+    prepare_remote(
+        settings.project_dir, remote, endpoint_url=settings.s3_endpoint_url, bucket=settings.s3_bucket
+    )
     result = forget_user(
         user,
         data_dir=settings.data_dir,

@@ -31,6 +31,7 @@ def publish(
     nothing is published). Exit 2: bad input or a refused operation (raw user ids, different content under a
     published id without --replace, DVC failure).
     """
+    from pipelines.dvc_ops import prepare_remote
     from pipelines.params import load_params
     from pipelines.publish import publish_batch
     from pipelines.settings import get_settings
@@ -50,13 +51,17 @@ def publish(
             typer.echo(f"{report.summary()}; result: {report.result_path}", err=True)
         return report
 
+    target = remote or settings.dvc_remote
+    prepare_remote(
+        settings.project_dir, target, endpoint_url=settings.s3_endpoint_url, bucket=settings.s3_bucket
+    )
     result = publish_batch(
         batch_dir,
         data_dir=settings.data_dir,
         repo_root=settings.project_dir,
         replace=replace,
         push=not no_push,
-        remote=remote or settings.dvc_remote,
+        remote=target,
         validator=validator,
     )
     where = f"pushed to DVC remote {result.remote}" if result.pushed else "not pushed (--no-push)"

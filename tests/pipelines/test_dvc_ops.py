@@ -15,6 +15,7 @@ from pipelines.dvc_ops import (
     dvc_pull,
     dvc_push,
     dvc_status_cloud,
+    prepare_remote,
     repo_relative,
     run_dvc,
 )
@@ -115,6 +116,15 @@ def test_s3_settings_go_to_config_local_only(tmp_path: Path) -> None:
     ):
         assert expected in local
     assert "config.local" in (repo / ".dvc" / ".gitignore").read_text()
+
+    # What the CLI does with RECOPS_S3_ENDPOINT_URL / RECOPS_S3_BUCKET: only for the s3 remote.
+    prepare_remote(repo, "local", endpoint_url="http://elsewhere:1", bucket="nope")
+    assert (repo / ".dvc" / "config.local").read_text() == local
+    prepare_remote(repo, "s3", endpoint_url="http://127.0.0.1:10", bucket="bucket-2")
+    local = (repo / ".dvc" / "config.local").read_text()
+    assert "url = s3://bucket-2/store" in local
+    assert "endpointurl = http://127.0.0.1:10" in local
+    assert (repo / ".dvc" / "config").read_text() == committed
 
     with pytest.raises(DvcError) as info:
         configure_s3_remote(repo, None, name="absent", secret_access_key="s3cr3t-value")
