@@ -105,8 +105,6 @@ def _numbers(series: pd.Series, column: str, source: Path, *, allow_missing: boo
 def _order_times(orders: pd.DataFrame, source: Path) -> pd.Series:
     """UTC time of each order id on the synthetic clock (see the module docstring)."""
     orders = orders.drop_duplicates("order_id")
-    if orders["order_id"].duplicated().any():  # pragma: no cover - drop_duplicates guarantees uniqueness
-        raise DataFileError(f"{source}: inconsistent order rows")
     orders = orders.sort_values(["user_id", "order_number"], kind="stable").reset_index(drop=True)
     if orders.duplicated(["user_id", "order_number"]).any():
         raise DataFileError(f"{source}: a user has two different orders with the same order_number")
