@@ -200,7 +200,7 @@ def load_generic_command(
     _run("generic", load, out, daily, limit_days, batch_id)
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:  # noqa: ARG001 (only `data` sub-commands)
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add ``recops data load <source>`` commands."""
     load_app = typer.Typer(
         help="Load a public dataset or any CSV/Parquet file into landing batches (pseudonymised).",
