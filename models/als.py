@@ -9,8 +9,10 @@ A history has no event weights, so each occurrence of an item counts as the mean
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,8 +28,21 @@ from models.base import (
     history_matrix,
 )
 
-#: Padded (user, history item) slots solved at once when scoring; memory is this times ``factors`` x 8 bytes.
-SCORE_BATCH_SLOTS = 131_072
+#: Padded (user, history item) slots solved at once when scoring (memory: this x ``factors`` x 8 bytes);
+#: small batches stay in cache and measured fastest (4-8k slots at 64 factors).
+SCORE_BATCH_SLOTS = 8_192
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # inspecting the loaded libraries is the slow part: do it once
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
+    """Context in which BLAS libraries use one thread (costs microseconds; restores the limit on exit)."""
+    return cast(contextlib.AbstractContextManager[Any], _blas_controller().limit(limits=1, user_api="blas"))
 
 
 def confidence_matrix(data: Interactions, alpha: float) -> sp.csr_matrix:
@@ -79,10 +94,10 @@ class ALSRecommender(Recommender):
         self.num_threads = int(num_threads)
         self.item_factors: FloatArray = np.zeros((0, self.factors), dtype=np.float32)
         self.event_weight = 1.0  # mean training event weight, the weight given to each history entry
+        self._solver_cache: tuple[FloatArray, NDArray[np.float64], NDArray[np.float64]] | None = None
 
     def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
 
         confidence = confidence_matrix(data, self.alpha)
         positive = data.weight[data.weight > 0]
@@ -96,7 +111,7 @@ class ALSRecommender(Recommender):
                 on_epoch(iteration, metrics)
 
         # implicit runs its own threads; a threaded BLAS underneath oversubscribes the cores (and warns).
-        with threadpool_limits(1, "blas"):
+        with single_threaded_blas():
             model = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
@@ -116,19 +131,29 @@ class ALSRecommender(Recommender):
         counts = history_matrix(histories, self.n_items)
         n, f = len(histories), self.factors
         vectors = np.zeros((n, f), dtype=np.float64)
-        item_factors = self.item_factors.astype(np.float64)
-        gram = item_factors.T @ item_factors + self.regularization * np.eye(f)
+        item_factors, gram = self._solver_state()
         lengths = np.diff(counts.indptr)
         order = np.argsort(lengths, kind="stable")
         order = order[lengths[order] > 0]
+        widths = lengths[order]
         start = 0
-        while start < len(order):  # lengths ascend, so a chunk's last history is its widest
-            stop = start + 1
-            while stop < len(order) and (stop - start + 1) * int(lengths[order[stop]]) <= SCORE_BATCH_SLOTS:
-                stop += 1
-            vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
-            start = stop
+        # Many small products: a threaded BLAS only adds overhead (10x slower on a busy 2-core machine).
+        with single_threaded_blas():
+            while start < len(order):  # lengths ascend, so a chunk's last history is its widest
+                stop = start + 1
+                while stop < len(order) and (stop - start + 1) * int(widths[stop]) <= SCORE_BATCH_SLOTS:
+                    stop += 1
+                vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
+                start = stop
         return vectors
+
+    def _solver_state(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Item factors in float64 and ``Y^T Y + reg I``, computed once per set of item factors."""
+        if self._solver_cache is None or self._solver_cache[0] is not self.item_factors:
+            item_factors = self.item_factors.astype(np.float64)
+            gram = item_factors.T @ item_factors + self.regularization * np.eye(self.factors)
+            self._solver_cache = (self.item_factors, item_factors, gram)
+        return self._solver_cache[1], self._solver_cache[2]
 
     def _solve(
         self, counts: Any, rows: IntArray, item_factors: NDArray[np.float64], gram: NDArray[np.float64]

@@ -106,3 +106,12 @@ def test_mean_event_weight_is_kept_for_histories() -> None:
 def test_refuses_invalid_hyperparameters(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ALSRecommender(**kwargs)  # type: ignore[arg-type]
+
+
+def test_blas_thread_limit_is_restored() -> None:
+    from threadpoolctl import threadpool_info
+
+    before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    model = small().fit(DATA)
+    model.score(DATA.histories()[:50])
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
