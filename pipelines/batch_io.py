@@ -117,10 +117,17 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        names = [str(n) for n in parquet.schema_arrow.names]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise BadBatchFile(f"{path}: duplicate column name(s): {', '.join(repeated)}")
+        table = parquet.read()
     except PermissionError as exc:
         raise BadBatchFile(f"{path}: cannot be read (permission denied)") from exc
     except (pa.ArrowException, OSError, ValueError) as exc:
+        if isinstance(exc, BadBatchFile):
+            raise
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise BadBatchFile(f"{path}: not a readable Parquet file (truncated or corrupt?): {reason}") from exc
     df: pd.DataFrame = table.to_pandas()

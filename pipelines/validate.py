@@ -49,8 +49,9 @@ __all__ = [
     "validate_batch",
 ]
 
-#: Text that a spreadsheet would run as a formula (OWASP CSV injection): =, +, -, @, tab, carriage return.
-FORMULA_REGEX: Final = r"^[=+\-@\t\r]"
+#: Text a spreadsheet would run as a formula (OWASP CSV injection: a leading =, +, -, @, tab or carriage
+#: return), or an id that is only blanks (it would pass the not-null check).
+UNSAFE_TEXT_REGEX: Final = r"^(?:[=+\-@\t\r]|\s+$)"
 SCHEMAS: Final[dict[str, tuple[Column, ...]]] = {"events": EVENT_COLUMNS, "catalog": CATALOG_COLUMNS}
 _DAY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -155,7 +156,7 @@ def run_parameters(raw: RawBatch, params: ValidateParams, *, now: datetime, data
     return {
         "event_types": list(EVENT_TYPES),
         "max_string_length": params.max_string_length,
-        "formula_regex": FORMULA_REGEX,
+        "unsafe_text_regex": UNSAFE_TEXT_REGEX,
         "max_duplicate_rate": params.max_duplicate_rate,
         "now": now.isoformat(),
         "max_future_skew_minutes": params.max_future_skew_minutes,
@@ -227,14 +228,10 @@ def _run_gx(
         frame = table.text if view == "text" else table.typed
         items: list[tuple[ItemSpec, dict[str, Any], str]] = []
         for spec in (s for s in suite.expectations if s.view == view):
-            kwargs = fill_parameters(spec.kwargs, parameters)
-            absent = [c for c in spec.columns() if c not in frame.columns]
-            if kwargs is None:
-                skipped.append(
-                    f"{suite.table}.{spec.id}: not applicable to this batch (no value for a parameter)"
-                )
-            elif absent:
-                skipped.append(f"{suite.table}.{spec.id}: column {', '.join(absent)} absent")
+            kwargs, unset = fill_parameters(spec.kwargs, parameters)
+            reason = _skip_reason(spec, unset, frame.columns)
+            if reason:
+                skipped.append(f"{suite.table}.{spec.id}: {reason}")
             else:
                 items.append((spec, kwargs, note(spec, parameters)))
         if not items:
@@ -253,15 +250,10 @@ def _run_checks(
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for spec in suite.checks:
-        fn = checks.CHECKS.get(spec.type)
-        if fn is None:
-            from pipelines.validation.suites import SuiteError
-
-            raise SuiteError(f"{suite.path}: unknown recops check type {spec.type!r} (item {spec.id})")
-        kwargs = fill_parameters(spec.kwargs, parameters)
-        absent = [c for c in spec.columns() if c not in tables[suite.table].raw.columns]
-        if kwargs is None or absent:
-            reason = f"column {', '.join(absent)} absent" if absent else "not applicable to this batch"
+        fn = checks.CHECKS[spec.type]  # load_suite refused unknown check types
+        kwargs, unset = fill_parameters(spec.kwargs, parameters)
+        reason = _skip_reason(spec, unset, tables[suite.table].raw.columns)
+        if reason:
             skipped.append(f"{suite.table}.{spec.id}: {reason}")
             continue
         context = checks.CheckContext(tables[suite.table], tables, SCHEMAS[suite.table], spec.id)
@@ -276,6 +268,22 @@ def _run_checks(
                 )
             )
     return outcomes
+
+
+_UNSET_REASONS: Final = {
+    "volume_min_rows": "no published batches before this one to compare the volume with",
+    "volume_max_rows": "no published batches before this one to compare the volume with",
+    "window_start": "no time window (batch id is not YYYY-MM-DD and manifest.json gives none)",
+    "window_end": "no time window (batch id is not YYYY-MM-DD and manifest.json gives none)",
+}
+
+
+def _skip_reason(spec: ItemSpec, unset: list[str], columns: Any) -> str:
+    """Why an item does not apply to this batch ('' when it does)."""
+    if unset:
+        return _UNSET_REASONS.get(unset[0], f"parameter {unset[0]} has no value for this batch")
+    absent = [c for c in spec.columns() if c not in columns]
+    return f"column {', '.join(absent)} absent (see the column-set expectation)" if absent else ""
 
 
 def _quarantine(

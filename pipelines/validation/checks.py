@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipelines.schema import Column
 from pipelines.validation.frames import PreparedTable, stored_kind_fits
-from pipelines.validation.report import Outcome, shorten
+from pipelines.validation.report import Outcome, show
 
 
 class Skip(Exception):
@@ -57,8 +57,8 @@ def _outcome(ctx: CheckContext, kind: str, column: str | None, mask: pd.Series, 
 
 
 def _example(text: pd.Series, mask: pd.Series) -> str:
-    values = text[mask.to_numpy(dtype=bool)].head(3).tolist()
-    return ", ".join(shorten(v, 40) for v in values)
+    values = text[mask.to_numpy(dtype=bool)].drop_duplicates().head(3).tolist()
+    return ", ".join(show(v, 40) for v in values)
 
 
 def schema_types(ctx: CheckContext, _kwargs: dict[str, Any]) -> list[Outcome]:

@@ -7,14 +7,14 @@ row index, not the first 200) and removes both again, so reruns never see stale 
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pipelines.validation.report import Outcome, shorten
+from pipelines.validation.report import Outcome, shorten, show
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite, ExpectationSuiteValidationResult
@@ -71,11 +71,10 @@ def run_suite(
     with _LOCK:
         context = _context()
         batch_definition = _batch_definition(asset_name)
-        tag = uuid.uuid4().hex[:12]
-        suite.name = f"{suite.name}-{tag}"
+        _forget(context, suite.name, asset_name)  # left over if an earlier run was interrupted
         saved = context.suites.add(suite)
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{asset_name}-{tag}", data=batch_definition, suite=saved)
+            gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=saved)
         )
         try:
             result: ExpectationSuiteValidationResult = definition.run(
@@ -84,8 +83,15 @@ def run_suite(
             )
             return result
         finally:
-            context.validation_definitions.delete(definition.name)
-            context.suites.delete(saved.name)
+            _forget(context, suite.name, asset_name)
+
+
+def _forget(context: Any, suite_name: str, definition_name: str) -> None:
+    from great_expectations.exceptions.exceptions import DataContextError
+
+    for store, name in ((context.validation_definitions, definition_name), (context.suites, suite_name)):
+        with contextlib.suppress(DataContextError):
+            store.delete(name)
 
 
 def raised(exception_info: Any) -> str | None:
@@ -146,18 +152,20 @@ def _detail(kind: str, kwargs: dict[str, Any], body: dict[str, Any]) -> str:
         mismatched = (body.get("details") or {}).get("mismatched") or {}
         parts = []
         if mismatched.get("missing"):
-            parts.append("missing " + ", ".join(shorten(c, 40) for c in mismatched["missing"]))
+            parts.append("missing " + ", ".join(shorten(str(c), 40) for c in mismatched["missing"]))
         if mismatched.get("unexpected"):
-            parts.append("unexpected " + ", ".join(shorten(c, 40) for c in mismatched["unexpected"]))
-        return "; ".join(parts) or f"columns {shorten(observed, 200)}"
+            parts.append("unexpected " + ", ".join(shorten(str(c), 40) for c in mismatched["unexpected"]))
+        return "; ".join(parts) or f"columns {show(observed, 200)}"
     if kind.startswith("expect_table_row_count"):
         return f"{observed} rows, expected {_bounds(kwargs)}"
     if observed is not None and "unexpected_count" not in body:
-        return f"observed {shorten(observed, 80)}, expected {_bounds(kwargs)}"
-    examples = body.get("partial_unexpected_list") or []
-    shown = ", ".join(shorten(v, 40) for v in examples[:3])
+        return f"observed {show(observed, 80)}, expected {_bounds(kwargs)}"
     percent = body.get("unexpected_percent")
     share = f" ({percent:.2f}%)" if isinstance(percent, int | float) else ""
+    if kind == "expect_column_values_to_not_be_null":
+        return f"null values{share}"
+    examples = body.get("partial_unexpected_list") or []
+    shown = ", ".join(show(v, 40) for v in dict.fromkeys(map(_hashable, examples[:10])))
     expected = _bounds(kwargs)
     return f"unexpected values{share}, e.g. {shown}" + (f"; expected {expected}" if expected != "any" else "")
 
@@ -165,7 +173,7 @@ def _detail(kind: str, kwargs: dict[str, Any], body: dict[str, Any]) -> str:
 def _bounds(kwargs: dict[str, Any]) -> str:
     lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
     if "value_set" in kwargs:
-        return f"in {shorten(sorted(map(str, kwargs['value_set'])), 80)}"
+        return f"in {show(sorted(map(str, kwargs['value_set'])), 80)}"
     if "regex" in kwargs:
         return f"not matching {kwargs['regex']!r}"
     if lo is None and hi is None:
@@ -191,6 +199,14 @@ def trim_result(result: ExpectationSuiteValidationResult, max_chars: int = 200) 
             for info in [res.exception_info, *res.exception_info.values()]:
                 if isinstance(info, dict) and info.get("exception_traceback"):
                     info["exception_traceback"] = _cut(info["exception_traceback"], 4000)
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return str(value)
+    return value
 
 
 def _cut(value: Any, limit: int) -> Any:

@@ -10,12 +10,16 @@ from typing import Any, Literal
 Source = Literal["gx", "check", "guard"]
 
 
-def shorten(value: object, limit: int = 60) -> str:
-    """``repr``-like text of a value, cut to ``limit`` characters (values may be megabytes long)."""
-    text = value if isinstance(value, str) else repr(value)
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (values may be megabytes long)."""
     if len(text) > limit:
         return f"{text[:limit]}…(+{len(text) - limit} chars)"
     return text
+
+
+def show(value: object, limit: int = 60) -> str:
+    """A value for a message: text quoted (so blanks, tabs and formula prefixes show), others as ``str``."""
+    return shorten(repr(value) if isinstance(value, str) else str(value), limit)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,11 @@ def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> SuiteSpec:
         raise SuiteError(f"expectation suite {path}: 'version' must be an integer")
     expectations = tuple(_item(path, i, item) for i, item in enumerate(_list(path, raw, "expectations")))
     checks = tuple(_item(path, i, item) for i, item in enumerate(_list(path, raw, "checks")))
+    from pipelines.validation.checks import CHECKS
+
+    unknown = [f"{c.id} ({c.type})" for c in checks if c.type not in CHECKS]
+    if unknown:
+        raise SuiteError(f"expectation suite {path}: unknown recops check type(s): {', '.join(unknown)}")
     if not expectations:
         raise SuiteError(f"expectation suite {path} has no expectations: refusing to validate with it")
     ids = [it.id for it in expectations + checks]
@@ -125,31 +130,39 @@ def _item(path: Path, index: int, item: Any) -> ItemSpec:
     if view not in VIEWS:
         raise SuiteError(f"{where}: 'view' must be one of {VIEWS}")
     spec = ItemSpec(id="", type=item["type"], kwargs=kwargs, view=view, meta=meta)
-    default_id = ".".join([spec.type.removeprefix("expect_"), *spec.columns()])
+    short = spec.type.removeprefix("expect_")
+    for prefix in ("column_values_to_", "column_value_", "table_"):
+        short = short.removeprefix(prefix)
+    default_id = ".".join([short, *spec.columns()])
     item_id = item.get("id", default_id)
     if not isinstance(item_id, str) or not item_id:
         raise SuiteError(f"{where}: 'id' must be a non-empty string")
     return ItemSpec(id=item_id, type=spec.type, kwargs=kwargs, view=view, meta=meta)
 
 
-def fill_parameters(kwargs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any] | None:
-    """Replace ``{"$PARAMETER": name}`` values; ``None`` when one of them is null (item skipped this run).
+def fill_parameters(kwargs: dict[str, Any], parameters: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Replace ``{"$PARAMETER": name}`` values.
+
+    Returns:
+        The filled-in keywords and the names of referenced parameters that are null for this run (when
+        there are any, the item does not apply to this batch and is skipped).
 
     Raises:
         SuiteError: a referenced parameter is not defined at all (a typo in the suite).
     """
     out: dict[str, Any] = {}
+    unset: list[str] = []
     for key, value in kwargs.items():
         if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
             name = value["$PARAMETER"]
             if name not in parameters:
                 raise SuiteError(f"unknown suite parameter {name!r} (known: {sorted(parameters)})")
             if parameters[name] is None:
-                return None
+                unset.append(str(name))
             out[key] = parameters[name]
         else:
             out[key] = value
-    return out
+    return out, unset
 
 
 def note(spec: ItemSpec, parameters: dict[str, Any]) -> str:

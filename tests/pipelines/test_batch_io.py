@@ -110,6 +110,15 @@ def test_bad_files_raise_clear_error(tmp_path: Path, corrupt: object, file: str,
     assert message in str(info.value)
 
 
+def test_duplicate_parquet_column_names_are_refused(tmp_path: Path) -> None:
+    batch = write_batch(tmp_path)
+    pq.write_table(
+        pa.table([pa.array(["a"]), pa.array(["b"])], names=["item_id", "item_id"]), batch / "catalog.parquet"
+    )
+    with pytest.raises(BadBatchFile, match="duplicate column name"):
+        read_batch(batch)
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(BadBatchFile, match="batch folder not found"):
         read_batch(tmp_path / "2026-01-01")

@@ -247,6 +247,12 @@ def formula_text(root: Path) -> Path:
     return write_batch(root, DAY, events=ev)
 
 
+def blank_item_id(root: Path) -> Path:
+    ev = _events()
+    ev.loc[11, "item_id"] = "   "  # not null, yet no id
+    return write_batch(root, DAY, events=ev)
+
+
 def volume_spike(root: Path) -> Path:
     return write_batch(root, DAY, events=make_events(DAY, n=3000))
 
@@ -325,6 +331,7 @@ CASES = [
     Case(mixed_timestamp_formats, "events", "expect_column_values_to_be_parseable", "ts", rows=2),
     Case(huge_string_id, "events", "expect_column_value_lengths_to_be_between", "user_id", rows=1),
     Case(formula_text, "events", "expect_column_values_to_not_match_regex", "session_id", rows=1),
+    Case(blank_item_id, "events", "expect_column_values_to_not_match_regex", "item_id", rows=1),
     Case(volume_spike, "events", "expect_table_row_count_to_be_between", None, check_id="volume"),
     Case(
         duplicate_rate_too_high,
