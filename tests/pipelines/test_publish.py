@@ -228,7 +228,7 @@ def test_cli_runs_the_real_gate_before_publishing(tmp_path: Path, repo: Path) ->
 
     done = recops("publish", str(landed(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith(f"published: batch {DAY.isoformat()} (300 events, 50 items)")
+    assert f"published: batch {DAY.isoformat()} (300 events, 50 items)" in done.stdout
     assert "pushed to DVC remote local" in done.stdout
     assert (repo / "data" / DAY.isoformat() / "events.parquet").is_file()
     assert dvc_status_cloud(repo, "local") == {}
