@@ -641,17 +641,32 @@ def _finish_promotion_run(client: MlflowClient, run_id: str, decision: Promotion
 
 
 def _tag_versions(client: MlflowClient, decision: PromotionDecision) -> None:
-    versions = {decision.challenger_version, decision.champion_before}
-    for version in versions:
-        if version is None:
-            continue
-        role = "challenger" if version == decision.challenger_version else "champion"
-        for key, value in (
-            ("promotion_decision", decision.outcome),
-            ("promotion_run_id", decision.promotion_run_id),
-            ("promotion_role", role),
-        ):
-            client.set_model_version_tag(decision.model_name, str(version), key, value)
+    """Record the decision on the challenger and the champion it was compared with.
+
+    A promotion that lost a race leaves the tags to the winner. Tags are informational (the audit trail and
+    the promotion run are the record), so a failure to write one is logged, not raised.
+    """
+    if decision.outcome == "lost_race":
+        return
+    tags: dict[int, str] = {decision.challenger_version: decision.outcome}
+    if decision.champion_before is not None and decision.champion_before != decision.challenger_version:
+        tags[decision.champion_before] = (
+            f"{decision.outcome} (champion vs challenger v{decision.challenger_version})"
+        )
+    for version, outcome in tags.items():
+        for key, value in (("promotion_decision", outcome), ("promotion_run_id", decision.promotion_run_id)):
+            for attempt in range(3):
+                try:
+                    client.set_model_version_tag(decision.model_name, str(version), key, value)
+                    break
+                except (
+                    Exception
+                ) as exc:  # a concurrent writer of the same tag (MLflow upserts are not atomic)
+                    if attempt == 2:
+                        log.warning(
+                            "could not tag %s v%d with %s: %s", decision.model_name, version, key, exc
+                        )
+                    time.sleep(0.2 * (attempt + 1))
 
 
 def comparison_markdown(decision: PromotionDecision) -> str:

@@ -124,11 +124,13 @@ def log_package(
     lineage: dict[str, str] | None = None,
     parent_run_id: str | None = None,
     extra_files: dict[str, bytes] | None = None,
+    extra_artifacts: dict[str, bytes] | None = None,
 ) -> LoggedRun:
     """Log ``package`` as the pipeline does: child run of a (new or given) parent run, pyfunc ``model``.
 
     ``extra_files`` (name -> bytes) are written into the package folder before logging, e.g. a planted
-    pickle next to the real files.
+    pickle next to the real files; ``extra_artifacts`` (key -> bytes) become further pyfunc artifacts
+    ``artifacts/<key>.pkl`` beside the package.
     """
     import mlflow
 
@@ -147,11 +149,16 @@ def log_package(
     package.save(folder, lineage={**lineage, "pipeline_run_id": parent}, params_hash=lineage["params_hash"])
     for name, body in (extra_files or {}).items():
         (folder / name).write_bytes(body)
+    artifacts = {"package": str(folder)}
+    for key, body in (extra_artifacts or {}).items():
+        path = folder.parent / f"{key}.pkl"
+        path.write_bytes(body)
+        artifacts[key] = str(path)
     with child_run(client, settings, parent, package.family, lineage) as run:
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
-            artifacts={"package": str(folder)},
+            artifacts=artifacts,
             pip_requirements=PIP_REQUIREMENTS,
         )
         mlflow.log_metrics(metrics)

@@ -1,0 +1,163 @@
+"""Registry flows against a real `mlflow server` (PostgreSQL backend, artifacts proxied to moto S3) with the
+audit trail and lock in PostgreSQL: idempotent registration, gate, rollback, audit, races, pickle safety."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipelines.promote as promote_module
+from pipelines.audit import audit_log
+from pipelines.params import Params
+from pipelines.promote import promote
+from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version, register_best
+from pipelines.rollback import rollback
+from pipelines.settings import Settings
+from service.model_loader import cache_root, load_alias, registry_client
+from tests.conftest import MLflowServer
+from tests.registry_helpers import fit_package, log_package, pickle_bomb, register_run, write_features_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server_settings(
+    recops_settings: Settings, mlflow_server: MLflowServer, make_pg_database: Callable[[], str]
+) -> Settings:
+    """Settings on the shared server with a model name and experiment of this test, audit in PostgreSQL."""
+    tag = secrets.token_hex(4)
+    return recops_settings.model_copy(
+        update={
+            "mlflow_tracking_uri": mlflow_server.tracking_uri,
+            "mlflow_registry_uri": mlflow_server.tracking_uri,
+            "mlflow_experiment": f"recops-it-{tag}",
+            "model_name": f"recops-it-{tag}",
+            "metadata_db_url": make_pg_database(),
+        }
+    )
+
+
+def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, tmp_path: Path) -> None:
+    settings = server_settings
+    fs = write_features_for(settings)
+    seed = log_package(settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.2})
+    v1 = register_run(settings, seed, CHAMPION)  # an existing champion, deployed before this tooling
+    good = log_package(settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.4})
+    log_package(
+        settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3},
+        lineage=good.lineage, parent_run_id=good.parent_run_id,
+    )  # fmt: skip
+
+    first = register_best(good.parent_run_id, settings=settings, params=Params(), actor="it")
+    second = register_best(None, settings=settings, params=Params(), actor="it")
+    assert first.created and not second.created and first.version == second.version
+    v2 = first.version
+    client = registry_client(settings)
+    versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    assert sorted(int(v.version) for v in versions) == [v1, v2]
+    assert client.get_model_version(settings.model_name, str(v2)).tags["family"] == "itemknn"
+
+    better = promote(settings=settings, params=Params(), actor="it")
+    assert better.outcome == "promoted", better.reasons
+    assert alias_version(client, settings.model_name, CHAMPION) == v2
+    assert alias_version(client, settings.model_name, PREVIOUS) == v1
+    t_promoted = datetime.now(UTC)
+    assert client.get_run(better.promotion_run_id).data.tags["decision"] == "promoted"
+
+    bad = log_package(settings, fit_package(fs, "bad"), tmp_path, metrics={"ndcg_at_10": 0.5})
+    v3 = register_best(bad.parent_run_id, settings=settings, params=Params(), actor="it").version
+    assert alias_version(client, settings.model_name, CHALLENGER) == v3
+    worse = promote(settings=settings, params=Params(), actor="it")  # logged 0.5, but worse on today's data
+    assert worse.outcome == "blocked"
+    assert alias_version(client, settings.model_name, CHAMPION) == v2
+
+    back = rollback(settings=settings, actor="oncall", reason="it")
+    assert (back.from_version, back.to_version) == (v2, v1)
+    assert alias_version(client, settings.model_name, CHAMPION) == v1
+    assert alias_version(client, settings.model_name, PREVIOUS) == v2
+    assert load_alias(CHAMPION, settings=settings).version == v1
+
+    log = audit_log(settings)
+    assert log.champion_at(t_promoted, settings.model_name) == v2
+    assert log.champion_at(datetime.now(UTC), settings.model_name) == v1
+    actions = [(r.alias, r.action, r.to_version) for r in log.history(settings.model_name)]
+    assert actions == [
+        ("challenger", "register", v2),
+        ("previous", "promote", v1),
+        ("champion", "promote", v2),
+        ("challenger", "register", v3),
+        ("champion", "blocked", v3),
+        ("previous", "rollback", v2),
+        ("champion", "rollback", v1),
+    ]
+    log.dispose()
+
+
+def test_concurrent_promotions_on_server_have_one_winner(
+    server_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = server_settings
+    fs = write_features_for(settings)
+    v1 = register_run(
+        settings, log_package(settings, fit_package(fs, "popularity"), tmp_path, metrics={}), CHAMPION
+    )
+    v2 = register_run(
+        settings, log_package(settings, fit_package(fs, "good"), tmp_path, metrics={}), CHALLENGER
+    )
+    barrier = threading.Barrier(2, timeout=120)
+    original = promote_module._apply
+
+    def apply_after_both_gates(*args: Any, **kwargs: Any) -> Any:
+        barrier.wait()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(promote_module, "_apply", apply_after_both_gates)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def run(actor: str) -> None:
+        try:
+            outcomes.append(promote(settings=settings, params=Params(), actor=actor).outcome)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"racer{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert sorted(outcomes) == ["lost_race", "promoted"]
+    client = registry_client(settings)
+    assert alias_version(client, settings.model_name, CHAMPION) == v2
+    assert alias_version(client, settings.model_name, PREVIOUS) == v1
+    rows = audit_log(settings).history(settings.model_name)
+    assert [r.action for r in rows].count("promote") == 2
+    assert [r.action for r in rows].count("blocked") == 1
+
+
+def test_planted_pickle_never_runs_when_loading_from_server(
+    server_settings: Settings, tmp_path: Path
+) -> None:
+    settings = server_settings
+    fs = write_features_for(settings)
+    marker = tmp_path / "pwned.txt"
+    bomb = pickle_bomb(marker)
+    logged = log_package(
+        settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.3},
+        extra_files={"weights.pkl": bomb, "python_model.pkl": bomb},
+        extra_artifacts={"python_model": bomb},
+    )  # fmt: skip
+    version = register_run(settings, logged, CHAMPION)
+    loaded = load_alias(CHAMPION, settings=settings)
+    assert loaded.version == version and loaded.package.family == "itemknn"
+    assert loaded.package.recommend_ids([[str(fs.item_ids[3])]], k=5)[0]
+    assert not marker.exists()
+    cached = cache_root(settings, settings.model_name) / str(version)
+    assert (cached / "checksum.json").is_file() and not (cached / "python_model.pkl").exists()
