@@ -11,6 +11,7 @@ Weights are stored as safetensors plus a JSON config: never pickle.
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ FORMAT_VERSION = 1
 
 #: ``recommend`` scores at most about this many (user, item) cells at once (4M float32 = 16 MiB).
 RECOMMEND_BLOCK_CELLS = 1 << 22
+
+#: Half-life (days before the newest training event) of the popularity that users without history get.
+COLD_HALF_LIFE_DAYS = 7.0
+SECONDS_PER_DAY = 86_400.0
 
 #: Called after each training epoch / iteration with (epoch, metrics); used to log per-epoch MLflow metrics.
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -87,6 +92,8 @@ class Recommender(ABC):
         self.n_items: int = 0
         # Weighted interaction count per item; every family keeps it for cold users and tie-breaking.
         self.item_popularity: FloatArray = np.zeros(0, dtype=np.float32)
+        # Time-decayed popularity (half-life COLD_HALF_LIFE_DAYS): what users without history get.
+        self.cold_popularity: FloatArray = np.zeros(0, dtype=np.float32)
 
     # --- to implement -------------------------------------------------------------------------------
     @abstractmethod
@@ -110,8 +117,12 @@ class Recommender(ABC):
         """Restore learned state saved by ``_weights``."""
 
     def cold_scores(self) -> FloatArray:
-        """Scores of every item for a user without history (default: all-time weighted popularity)."""
-        return self.item_popularity
+        """Scores of every item for a user without history (default: recent, time-decayed popularity).
+
+        Recent popularity is the strong baseline for cold users, so personalised families do not lose to it
+        on them (the promotion guardrail compares cold-user quality).
+        """
+        return self.cold_popularity if len(self.cold_popularity) == self.n_items else self.item_popularity
 
     # --- shared behaviour -----------------------------------------------------------------------------
     def fit(self, data: Interactions, on_epoch: EpochCallback | None = None) -> Self:
@@ -122,6 +133,7 @@ class Recommender(ABC):
         self.item_popularity = np.bincount(data.item_idx, weights=data.weight, minlength=data.n_items).astype(
             np.float32
         )
+        self.cold_popularity = decayed_popularity(data, COLD_HALF_LIFE_DAYS)
         self._fit(data, on_epoch)
         return self
 
@@ -195,7 +207,8 @@ class Recommender(ABC):
 
         self._check_fitted()
         path.mkdir(parents=True, exist_ok=True)
-        weights = {"item_popularity": self.item_popularity, **self._weights()}
+        weights = {"item_popularity": self.item_popularity, "cold_popularity": self.cold_popularity}
+        weights.update(self._weights())
         save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(path / WEIGHTS_FILE))
         config = {
             "format_version": FORMAT_VERSION,
@@ -229,6 +242,9 @@ class Recommender(ABC):
         if model.item_popularity.shape != (model.n_items,):
             shape = model.item_popularity.shape
             raise ModelLoadError(f"{path}: item_popularity has shape {shape}, expected ({model.n_items},)")
+        model.cold_popularity = weights.pop("cold_popularity", model.item_popularity).astype(np.float32)
+        if model.cold_popularity.shape != (model.n_items,):
+            raise ModelLoadError(f"{path}: cold_popularity does not have n_items entries")
         model._from_weights(weights)
         return model
 
@@ -252,6 +268,15 @@ def read_config(path: Path) -> dict[str, Any]:
         if key not in config:
             raise ModelLoadError(f"{path / CONFIG_FILE}: missing {key!r}")
     return config
+
+
+def decayed_popularity(data: Interactions, half_life_days: float) -> FloatArray:
+    """Summed event weights per item, each halved for every ``half_life_days`` before the newest event."""
+    if len(data) == 0:
+        return np.zeros(data.n_items, dtype=np.float32)
+    age_days = (int(data.ts.max()) - data.ts).astype(np.float64) / SECONDS_PER_DAY
+    decay = np.exp(-math.log(2.0) * age_days / half_life_days)
+    return np.bincount(data.item_idx, weights=data.weight * decay, minlength=data.n_items).astype(np.float32)
 
 
 def flatten_histories(histories: Sequence[IntArray], n_items: int) -> tuple[IntArray, IntArray]:

@@ -25,6 +25,10 @@ class PopularityRecommender(Recommender):
         flatten_histories(histories, self.n_items)  # reject out-of-range input like every family does
         return np.broadcast_to(self.item_popularity, (len(histories), self.n_items)).copy()
 
+    def cold_scores(self) -> FloatArray:
+        """All-time popularity for everyone, cold users included (that is this family's definition)."""
+        return self.item_popularity
+
     def hyperparameters(self) -> dict[str, Any]:
         """No hyper-parameters."""
         return {}

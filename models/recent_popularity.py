@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,17 +15,9 @@ from models.base import (
     Interactions,
     ModelLoadError,
     Recommender,
+    decayed_popularity,
     flatten_histories,
 )
-
-SECONDS_PER_DAY = 86_400.0
-
-
-def decayed_popularity(data: Interactions, half_life_days: float) -> FloatArray:
-    """Summed event weights per item, each halved for every ``half_life_days`` before the latest event."""
-    age_days = (int(data.ts.max()) - data.ts).astype(np.float64) / SECONDS_PER_DAY
-    decay = np.exp(-math.log(2.0) * age_days / half_life_days)
-    return np.bincount(data.item_idx, weights=data.weight * decay, minlength=data.n_items).astype(np.float32)
 
 
 class RecentPopularityRecommender(Recommender):

@@ -96,6 +96,13 @@ def block_rows(seed: int = 0) -> list[tuple[int, int, float, int, int]]:
     return rows
 
 
+def old_hit_and_new_hit() -> list[tuple[int, int, float, int, int]]:
+    """Item 0: ten events 60 days before the end; item 1: four events in the last day."""
+    old = [(u, 0, 1.0, T0 + u, u) for u in range(10)]
+    new = [(10 + u, 1, 1.0, T0 + 60 * DAY + u * 3600, 10 + u) for u in range(4)]
+    return old + new
+
+
 @pytest.fixture(scope="session")
 def block_interactions() -> Interactions:
     return make_interactions(block_rows(), n_users=50, n_items=N_ITEMS)

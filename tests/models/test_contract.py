@@ -31,7 +31,9 @@ from tests.models.conftest import (
     MOST_POPULAR,
     N_ITEMS,
     NON_PERSONALISED,
+    make_interactions,
     new_model,
+    old_hit_and_new_hit,
 )
 
 
@@ -170,6 +172,13 @@ def test_cold_users_get_popularity_order(fitted: Recommender) -> None:
     np.testing.assert_array_equal(ids[0], ids[1])
     assert ids[0, 0] == MOST_POPULAR
     assert_well_formed(ids, scores, 2, 5, N_ITEMS)
+
+
+def test_cold_users_get_recent_popularity(family: str) -> None:
+    """Except for the all-time popularity family, cold users get the recently popular item first."""
+    model = new_model(family).fit(make_interactions(old_hit_and_new_hit()))
+    ids, _ = model.recommend([np.array([], dtype=np.int64)], k=2)
+    assert ids.tolist() == ([[0, 1]] if family == "popularity" else [[1, 0]])
 
 
 def test_k_beyond_catalogue_pads_with_minus1(fitted: Recommender, block_interactions: Interactions) -> None:

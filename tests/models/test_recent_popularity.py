@@ -7,16 +7,9 @@ import pytest
 
 from models import PopularityRecommender, RecentPopularityRecommender, create_model
 from pipelines.errors import RecopsError
-from tests.models.conftest import DAY, T0, make_interactions, random_interactions
+from tests.models.conftest import DAY, T0, make_interactions, old_hit_and_new_hit, random_interactions
 
 EMPTY = np.array([], dtype=np.int64)
-
-
-def old_hit_and_new_hit() -> list[tuple[int, int, float, int, int]]:
-    """Item 0: ten events 60 days before the end; item 1: four events in the last day."""
-    old = [(u, 0, 1.0, T0 + u, u) for u in range(10)]
-    new = [(10 + u, 1, 1.0, T0 + 60 * DAY + u * 3600, 10 + u) for u in range(4)]
-    return old + new
 
 
 def test_one_half_life_halves_the_weight() -> None:
