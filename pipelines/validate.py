@@ -107,6 +107,7 @@ def validate_batch(
     _refuse_quarantine_in_data(quarantine_dir, data_dir)
     suites = {table: load_suite(table, suites_dir) for table in TABLES}
     raw = read_batch(Path(batch_dir))
+    _refuse_overwriting_the_batch(raw.batch_dir, quarantine_dir / raw.batch_id)
     tables = {name: prepare_table(name, getattr(raw, name), SCHEMAS[name]) for name in TABLES}
     parameters = run_parameters(raw, params, now=now, data_dir=data_dir)
 
@@ -339,6 +340,12 @@ def _refuse_quarantine_in_data(quarantine_dir: Path, data_dir: Path) -> None:
         raise RecopsError(
             f"quarantine folder {quarantine_dir} lies inside the data folder {data_dir}: refused"
         )
+
+
+def _refuse_overwriting_the_batch(batch_dir: Path, entry: Path) -> None:
+    batch, target = batch_dir.resolve(), entry.resolve()
+    if batch == target or target in batch.parents:
+        raise RecopsError(f"batch {batch_dir} lies inside its own quarantine entry {entry}: refused")
 
 
 def _as_utc(moment: datetime) -> datetime:

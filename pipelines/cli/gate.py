@@ -56,6 +56,6 @@ def validate_command(
     raise typer.Exit(1)
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:  # noqa: ARG001 - no `recops data` command
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add ``recops validate``."""
     app.command("validate")(validate_command)

@@ -434,6 +434,16 @@ def test_quarantine_inside_data_is_refused(dirs: Dirs) -> None:
         )
 
 
+def test_quarantine_over_the_landed_batch_is_refused(dirs: Dirs) -> None:
+    batch = null_user_id(dirs.landing)
+    before = tree_digest(batch)
+    with pytest.raises(RecopsError, match="inside its own quarantine entry"):
+        validate_batch(
+            batch, data_dir=dirs.data, quarantine_dir=dirs.landing, params=ValidateParams(), now=NOW
+        )
+    assert tree_digest(batch) == before
+
+
 # ------------------------------------------------------------------------------------------ no silent pass
 
 
