@@ -14,6 +14,7 @@ it; the push counts only when ``dvc status -c`` then reports nothing missing on 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -21,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ def publish_batch(
     remote: str | None = None,
     validator: Validator | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    sync: bool = True,
 ) -> PublishResult:
     """Publish ``batch_dir`` as ``data/<batch_dir.name>/`` and record it with DVC.
 
@@ -284,6 +286,7 @@ def publish_batch(
             its settings; it quarantines failures itself). ``None`` means the caller validated already.
             Skipped when the content is already published unchanged.
         lock_timeout_s: How long to wait for another publish or forget to finish.
+        sync: Run ``dvc add`` (and the push) now; :func:`publish_batches` syncs once after many batches.
 
     Raises:
         ValidationRefused: the validator reported failure (exit code 1).
@@ -318,7 +321,10 @@ def publish_batch(
             status = "replaced" if target.exists() else "published"
             _place(events, catalog, data_dir, target)
         # Also on "unchanged": re-running a publish whose add or push was interrupted finishes the job.
-        dvc_file, pushed = sync_dvc(data_dir, repo_root, push=push, remote=remote)
+        if sync:
+            dvc_file, pushed = sync_dvc(data_dir, repo_root, push=push, remote=remote)
+        else:
+            dvc_file, pushed = repo_root / f"{data_dir.name}.dvc", False
     return PublishResult(
         batch_id=batch_id,
         status=status,
@@ -330,6 +336,47 @@ def publish_batch(
         pushed=pushed,
         remote=remote,
     )
+
+
+def publish_batches(
+    batch_dirs: Sequence[Path],
+    *,
+    data_dir: Path,
+    repo_root: Path,
+    replace: bool = False,
+    push: bool = True,
+    remote: str | None = None,
+    validator: Validator | None = None,
+    on_result: Callable[[PublishResult], None] | None = None,
+) -> list[PublishResult]:
+    """Publish several batches in batch-id order, then record them with one ``dvc add`` and push.
+
+    Each batch is validated against the history published before it (so the volume check sees the
+    earlier ones). The first failure stops the run; batches published before it are still recorded and
+    pushed, so nothing already stored is left untracked.
+    """
+    results: list[PublishResult] = []
+    try:
+        for batch_dir in sorted(batch_dirs, key=lambda p: p.resolve().name):
+            result = publish_batch(
+                batch_dir,
+                data_dir=data_dir,
+                repo_root=repo_root,
+                replace=replace,
+                push=push,
+                remote=remote,
+                validator=validator,
+                sync=False,
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        if results:
+            with data_lock(data_dir):
+                dvc_file, pushed = sync_dvc(data_dir, repo_root, push=push, remote=remote)
+            results = [dataclasses.replace(r, dvc_file=dvc_file, pushed=pushed) for r in results]
+    return results
 
 
 def _place(events: pd.DataFrame, catalog: pd.DataFrame, data_dir: Path, target: Path) -> None:

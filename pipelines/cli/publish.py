@@ -1,4 +1,4 @@
-"""``recops publish BATCH_DIR``: validate a batch, then publish it into ``data/`` and push it with DVC."""
+"""``recops publish BATCH_DIR...``: validate batches, then publish it into ``data/`` and push it with DVC."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:  # noqa: ARG001 (no `data` sub-command)
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add ``recops publish``."""
     app.command("publish")(publish)
 
 
 def publish(
-    batch_dir: Annotated[
-        Path, typer.Argument(help="Batch folder (events + catalog); its name is the batch id.")
+    batch_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Batch folder(s) (events + catalog); each folder name is the batch id."),
     ],
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace a published batch whose content differs.")
@@ -25,15 +26,17 @@ def publish(
         str | None, typer.Option("--remote", help="DVC remote (default: RECOPS_DVC_REMOTE).")
     ] = None,
 ) -> None:
-    """Validate BATCH_DIR, publish it as data/<batch_id>/ (atomically), `dvc add data`, verified push.
+    """Validate each BATCH_DIR, publish it as data/<batch_id>/ (atomically), `dvc add data`, verified push.
 
-    Exit 0: published, replaced or unchanged. Exit 1: the batch failed validation (it is quarantined and
-    nothing is published). Exit 2: bad input or a refused operation (raw user ids, different content under a
+    Batches go in batch-id order, each validated against the history published before it, and are
+    recorded with one `dvc add` + push at the end. Exit 0: published, replaced or unchanged. Exit 1: a
+    batch failed validation (it is quarantined; it and the batches after it are not published).
+    Exit 2: bad input or a refused operation (raw user ids, different content under a
     published id without --replace, DVC failure).
     """
     from pipelines.dvc_ops import prepare_remote
     from pipelines.params import load_params
-    from pipelines.publish import publish_batch
+    from pipelines.publish import PublishResult, publish_batches
     from pipelines.settings import get_settings
     from pipelines.validate import ValidationReport, validate_batch
 
@@ -55,17 +58,19 @@ def publish(
     prepare_remote(
         settings.project_dir, target, endpoint_url=settings.s3_endpoint_url, bucket=settings.s3_bucket
     )
-    result = publish_batch(
-        batch_dir,
+    def show(result: PublishResult) -> None:
+        typer.echo(f"{result.status}: batch {result.batch_id} ({result.events} events, {result.items} items)")
+
+    results = publish_batches(
+        batch_dirs,
         data_dir=settings.data_dir,
         repo_root=settings.project_dir,
         replace=replace,
         push=not no_push,
         remote=target,
         validator=validator,
+        on_result=show,
     )
-    where = f"pushed to DVC remote {result.remote}" if result.pushed else "not pushed (--no-push)"
-    typer.echo(
-        f"{result.status}: batch {result.batch_id} ({result.events} events, {result.items} items) at "
-        f"{result.path}; {result.dvc_file.name} updated, {where}"
-    )
+    last = results[-1]
+    where = f"pushed to DVC remote {last.remote}" if last.pushed else "not pushed (--no-push)"
+    typer.echo(f"{len(results)} batch(es) in {settings.data_dir}; {last.dvc_file.name} updated, {where}")
