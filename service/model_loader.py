@@ -132,6 +132,18 @@ def resolve_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         raise
 
 
+def peek_alias(
+    alias: str = "champion", *, settings: Settings, client: MlflowClient | None = None
+) -> int | None:
+    """The version number ``alias`` points to now (None when unset), without downloading anything.
+
+    For pollers: call :func:`load_alias` only when this differs from the version being served. Registry
+    errors propagate (keep serving what you have).
+    """
+    mv = resolve_alias(client or registry_client(settings), settings.model_name, alias)
+    return None if mv is None else int(mv.version)
+
+
 def load_alias(
     alias: str = "champion",
     *,

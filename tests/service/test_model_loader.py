@@ -18,6 +18,7 @@ from service.model_loader import (
     cache_root,
     load_alias,
     load_version,
+    peek_alias,
     registry_client,
 )
 from tests.registry_helpers import fit_package, log_package, pickle_bomb, register_run, write_features_for
@@ -42,7 +43,10 @@ def _unreachable(settings: Settings) -> Settings:
 def test_load_alias_downloads_package_caches_it_and_recommends(
     recops_settings: Settings, fs, tmp_path: Path
 ) -> None:
+    assert peek_alias("champion", settings=recops_settings) is None
     version = _version(recops_settings, fs, tmp_path)
+    assert peek_alias("champion", settings=recops_settings) == version
+    assert not cache_root(recops_settings, recops_settings.model_name).exists()  # peeking downloads nothing
     loaded = load_alias("champion", settings=recops_settings)
     assert (loaded.version, loaded.alias, loaded.from_cache, loaded.stale) == (
         version,
