@@ -45,7 +45,7 @@ class ParsedColumn:
         values: the converted values (null where the text was null or did not parse).
         unparseable: rows whose text is present but is not a valid value of the schema type.
         non_finite: rows holding NaN or +-infinity (float columns only).
-        example: one offending text value, for messages.
+        expected: what a valid value looks like, for messages.
     """
 
     values: pd.Series

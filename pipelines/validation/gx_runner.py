@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -22,17 +21,6 @@ if TYPE_CHECKING:
 _LOCK = threading.RLock()
 _STATE: dict[str, Any] = {}
 _HEAVY_RESULT_KEYS = ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows")
-
-
-@dataclass
-class GXRun:
-    """One suite run on one view of one table."""
-
-    table: str
-    view: str
-    expected: int
-    result: ExpectationSuiteValidationResult | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
 
 
 def gx_context() -> Any:
