@@ -94,10 +94,15 @@ def harden_environment() -> None:
 def registry_client(settings: Settings) -> MlflowClient:
     """An MLflow client on the configured tracking and registry URIs, with pickle loading refused."""
     harden_environment()
+    import mlflow
     from mlflow import MlflowClient
 
     if settings.mlflow_tracking_uri.startswith("sqlite:"):
         settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+    # The registry store resolves `models:/<logged model id>` sources through the *global* tracking URI;
+    # left unset, MLflow would look in ./mlflow.db and not find the model.
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_registry_uri)
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_registry_uri)
 
 

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
 export OPENBLAS_NUM_THREADS=1
+export COLUMNS="${COLUMNS:-140}"  # wide tables in logs too
 step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 
 landing="runtime/landing/demo"
