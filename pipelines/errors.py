@@ -1,4 +1,4 @@
-"""Errors that carry a message meant for the person at the terminal (the CLI prints them without traceback)."""
+"""Errors that carry a message meant for the person at the terminal (printed without a traceback)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,10 @@ def make_events(
 
 
 def write_batch(
-    root: Path, day: date = date(2026, 1, 1), events: pd.DataFrame | None = None, catalog: pd.DataFrame | None = None
+    root: Path,
+    day: date = date(2026, 1, 1),
+    events: pd.DataFrame | None = None,
+    catalog: pd.DataFrame | None = None,
 ) -> Path:
     """Write a batch folder ``root/YYYY-MM-DD`` and return it."""
     batch = root / day.isoformat()

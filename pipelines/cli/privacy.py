@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:  # noqa: ARG001 (only a `data` sub-command)
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add ``recops data forget``."""
     data_app.command("forget")(forget)
 

@@ -58,6 +58,7 @@ def publish(
     prepare_remote(
         settings.project_dir, target, endpoint_url=settings.s3_endpoint_url, bucket=settings.s3_bucket
     )
+
     def show(result: PublishResult) -> None:
         typer.echo(f"{result.status}: batch {result.batch_id} ({result.events} events, {result.items} items)")
 
