@@ -66,7 +66,7 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     from pipelines.evaluate import evaluate_models
     from pipelines.features import read_features
     from pipelines.plots import comparison_figures
-    from pipelines.tracking import configure_mlflow
+    from pipelines.tracking import configure_mlflow, mark_current
     from pipelines.train import PACKAGE_DIR, RUN_FILE, model_dir
 
     fs = read_features(features_dir(settings))
@@ -118,6 +118,8 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
         run_id = record["run_id"]
         for name, value in metrics[fam].items():
             client.log_metric(run_id, name, value)
+        # the run whose model was scored is the current one, even if DVC restored it from its run cache
+        mark_current(client, settings, record["parent_run_id"], fam, run_id)
     parents = {record["parent_run_id"] for record in runs.values()}
     for parent in parents:
         for name, fig in figures.items():

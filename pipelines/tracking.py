@@ -89,8 +89,10 @@ def get_or_create_parent(client: MlflowClient, settings: Settings, lineage: dict
     return str(run.info.run_id)
 
 
-def supersede_children(client: MlflowClient, settings: Settings, parent_run_id: str, family: str) -> None:
-    """Tag earlier child runs of ``family`` under ``parent_run_id`` as superseded."""
+def supersede_children(
+    client: MlflowClient, settings: Settings, parent_run_id: str, family: str, keep: str | None = None
+) -> None:
+    """Tag the child runs of ``family`` under ``parent_run_id`` as superseded, all but ``keep``."""
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     assert experiment is not None
     older = client.search_runs(
@@ -98,7 +100,23 @@ def supersede_children(client: MlflowClient, settings: Settings, parent_run_id: 
         filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`{TAG_FAMILY}` = '{family}'",
     )
     for run in older:
-        client.set_tag(run.info.run_id, TAG_SUPERSEDED, "true")
+        if run.info.run_id != keep and run.data.tags.get(TAG_SUPERSEDED) != "true":
+            client.set_tag(run.info.run_id, TAG_SUPERSEDED, "true")
+
+
+def mark_current(
+    client: MlflowClient, settings: Settings, parent_run_id: str, family: str, run_id: str
+) -> None:
+    """Make ``run_id`` the current child run of ``family`` under its parent; the others become superseded.
+
+    DVC restores a train stage from its run cache without running it (e.g. after a parameter is set back),
+    so the model in the workspace can come from a child run that a later training superseded. The evaluate
+    stage calls this for the runs whose models it scored, so the registry picks those.
+    """
+    supersede_children(client, settings, parent_run_id, family, keep=run_id)
+    run = client.get_run(run_id)
+    if run.data.tags.get(TAG_SUPERSEDED, "false") != "false":
+        client.set_tag(run_id, TAG_SUPERSEDED, "false")
 
 
 @contextmanager
