@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import require_service
 from tests.pipelines.datasets.loaders.helpers import raw_data_dir
