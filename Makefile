@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 REQ_HASH := $(shell cat requirements.txt constraints.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
-.PHONY: help setup test test-all lint format demo freeze bench stack-up stack-down clean
+.PHONY: help setup test test-all lint format demo repro freeze bench stack-up stack-down clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ format: setup ## Apply ruff fixes and formatting
 
 demo: setup ## Generate data and run the whole workflow end to end on embedded defaults
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash infra/scripts/demo.sh
+
+repro: setup ## dvc repro with the venv on PATH (the stages call `recops`)
+	PATH="$(CURDIR)/$(BIN):$$PATH" OPENBLAS_NUM_THREADS=1 $(BIN)/dvc repro
 
 freeze: setup ## Rewrite constraints.txt from the current venv
 	@{ head -n 2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new

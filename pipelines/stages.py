@@ -112,6 +112,8 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
         ],
     )
     figures = comparison_figures(results, params.evaluate)
+    for name, fig in figures.items():  # image plots for `dvc plots show` (DVC-cached, not in git)
+        fig.savefig(plots_dir / f"{name}.png", dpi=100, metadata={"Software": None})
 
     client = configure_mlflow(settings)
     for fam, record in runs.items():

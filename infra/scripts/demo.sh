@@ -69,7 +69,7 @@ cat <<'MSG'
 
 Where to look next:
   MLflow UI      .venv/bin/mlflow ui --backend-store-uri sqlite:///runtime/mlflow.db --host 127.0.0.1 --port 5000
-  DVC metrics    .venv/bin/dvc metrics show     .venv/bin/dvc plots show   (then open dvc_plots/index.html)
-  Data Docs      runtime/quarantine/2026-02-01/  (the rejected batch, its unexpected rows and report)
+  DVC            source .venv/bin/activate; dvc metrics show; dvc plots show (opens dvc_plots/index.html)
+  Data Docs      runtime/quarantine/2026-02-01/data_docs/index.html  (plus the batch copy, unexpected rows, result JSON)
   Registry       .venv/bin/recops audit          .venv/bin/recops rollback
 MSG
