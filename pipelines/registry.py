@@ -20,7 +20,7 @@ from pipelines.audit import Action, AuditLog, audit_log
 from pipelines.errors import RecopsError
 from pipelines.params import Params
 from pipelines.settings import Settings
-from pipelines.tracking import TAG_FAMILY, TAG_KIND, TAG_PIPELINE_KEY, TAG_SUPERSEDED
+from pipelines.tracking import TAG_FAMILY, TAG_KIND, TAG_PIPELINE_KEY, TAG_SCORED_PREFIX, TAG_SUPERSEDED
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -187,7 +187,18 @@ def find_parent_run(client: MlflowClient, settings: Settings, pipeline_run_id: s
 
 
 def candidate_runs(client: MlflowClient, parent: Run, primary_metric: str) -> list[Run]:
-    """Finished, current (not superseded) child runs of ``parent`` that logged ``primary_metric``."""
+    """The model runs compared in the pipeline run ``parent`` that finished and logged ``primary_metric``.
+
+    When the evaluate stage ran under ``parent`` it tagged the runs it scored (``recops.scored.<family>``);
+    those are the candidates even if DVC restored some families from an earlier pipeline run's cache.
+    Otherwise: the finished, current (not superseded) child runs of ``parent``.
+    """
+    scored = [v for k, v in parent.data.tags.items() if k.startswith(TAG_SCORED_PREFIX)]
+    if scored:
+        runs = [client.get_run(run_id) for run_id in sorted(set(scored))]
+        return [
+            r for r in runs if r.info.status == "FINISHED" and _finite(r.data.metrics.get(primary_metric))
+        ]
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",

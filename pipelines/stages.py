@@ -62,11 +62,14 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     import matplotlib
 
     matplotlib.use("Agg")
+    from mlflow.entities import RunTag
+
     from models.package import ModelPackage
     from pipelines.evaluate import evaluate_models
     from pipelines.features import read_features
+    from pipelines.lineage import lineage_tags
     from pipelines.plots import comparison_figures
-    from pipelines.tracking import configure_mlflow, mark_current
+    from pipelines.tracking import TAG_SCORED_PREFIX, configure_mlflow, get_or_create_parent, mark_current
     from pipelines.train import PACKAGE_DIR, RUN_FILE, model_dir
 
     fs = read_features(features_dir(settings))
@@ -122,11 +125,15 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
             client.log_metric(run_id, name, value)
         # the run whose model was scored is the current one, even if DVC restored it from its run cache
         mark_current(client, settings, record["parent_run_id"], fam, run_id)
-    parents = {record["parent_run_id"] for record in runs.values()}
-    for parent in parents:
-        for name, fig in figures.items():
-            client.log_figure(parent, fig, f"plots/{name}.png")
-        client.log_dict(parent, metrics, "metrics/metrics.json")
+    # The comparison belongs to the pipeline run doing this evaluation (not to older parents whose children
+    # DVC restored from its run cache): it records which model runs it scored, with the plots.
+    parent = get_or_create_parent(client, settings, lineage_tags(settings.project_dir, params.digest()))
+    client.log_batch(
+        parent, tags=[RunTag(f"{TAG_SCORED_PREFIX}{fam}", r["run_id"]) for fam, r in runs.items()]
+    )
+    for name, fig in figures.items():
+        client.log_figure(parent, fig, f"plots/{name}.png")
+    client.log_dict(parent, metrics, "metrics/metrics.json")
     return metrics
 
 

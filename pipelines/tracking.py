@@ -29,6 +29,8 @@ TAG_PIPELINE_KEY = "recops.pipeline_key"
 TAG_KIND = "recops.kind"
 TAG_FAMILY = "family"
 TAG_SUPERSEDED = "recops.superseded"
+#: On a parent run: ``recops.scored.<family>`` = the model run the evaluate stage scored for that family.
+TAG_SCORED_PREFIX = "recops.scored."
 
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
