@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,8 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from models import create_model
+from models.base import EpochCallback, FloatArray, IntArray, Interactions, Recommender, history_matrix
 from pipelines.evaluate import EvaluationResult, EvaluationTask, build_task, evaluate_model
 from pipelines.features import FeatureSet, Protocol, build_features
 from pipelines.params import ModelFamily, Params, load_params
@@ -50,6 +53,32 @@ DATASETS = (
 )
 FAMILIES: tuple[ModelFamily, ...] = ("popularity", "recent_popularity", "itemknn", "als")
 BASELINES = ("popularity", "recent_popularity")
+
+
+class RepeatHistoryRecommender(Recommender):
+    """Bench-only reference, not a project family: items ranked by how often the user had them before.
+
+    Score = the item's count in the history (all of it, no decay) plus a tiny all-time popularity term
+    (added by the base class) that orders the rest of the catalogue; users without history get the base
+    class's cold fallback. It measures how much of the test period is repeat behaviour.
+    """
+
+    family = "repeat_history"
+
+    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+        """Nothing beyond the popularity the base class keeps."""
+
+    def score(self, histories: Sequence[IntArray]) -> FloatArray:
+        return np.asarray(history_matrix(histories, self.n_items).toarray(), dtype=np.float32)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+    def _weights(self) -> dict[str, NDArray[Any]]:
+        return {}
+
+    def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
+        """Nothing to restore."""
 
 
 def load_dataset(name: str, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -151,12 +180,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="default: params.yaml evaluate.exclude_seen")  # fmt: skip
     parser.add_argument("--hp", action="append", default=[], metavar="FAMILY.NAME=JSON",
                         help="override one hyper-parameter, e.g. als.alpha=1 (repeatable)")  # fmt: skip
+    parser.add_argument("--repeat-baseline", action="store_true",
+                        help="add the bench-only repeat_history row (own past items first)")  # fmt: skip
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples for the NDCG CI")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     args = parser.parse_args(argv)
 
     params = load_params(REPO / "params.yaml")
-    feature_updates = {k: v for k, v in (("test_days", args.test_days), ("valid_days", args.valid_days)) if v}
+    feature_updates = {
+        k: v for k, v in (("test_days", args.test_days), ("valid_days", args.valid_days)) if v is not None
+    }
     features = params.features.model_copy(update=feature_updates)
     eval_updates: dict[str, Any] = {
         "ks": [10],
@@ -190,10 +223,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     results: dict[str, EvaluationResult] = {}
     timings: dict[str, tuple[float, float]] = {}
-    for family in args.families:
-        hyper = {**model_hyperparameters(family, params), **overrides.get(family, {})}
+    families = list(args.families) + (["repeat_history"] if args.repeat_baseline else [])
+    for family in families:
+        hyper: dict[str, Any] = {}
         t0 = time.perf_counter()
-        model = create_model(family, hyper).fit(fit_data)
+        if family == "repeat_history":
+            model: Recommender = RepeatHistoryRecommender().fit(fit_data)
+        else:
+            hyper = {**model_hyperparameters(family, params), **overrides.get(family, {})}
+            model = create_model(family, hyper).fit(fit_data)
         fit_s = time.perf_counter() - t0
         res = evaluate_model(model, fs, evaluate, protocol, task=task, seed=params.seed, progress=False)
         results[family] = res
@@ -215,4 +253,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.errors import RecopsError
+
+    try:
+        main()
+    except RecopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
