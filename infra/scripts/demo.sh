@@ -48,6 +48,7 @@ recops publish "$landing"/*
 
 step "5/7 dvc repro: features -> train@{families} -> evaluate (tracked in MLflow)"
 dvc repro
+dvc push --quiet   # models and features too, so a fresh workspace can `dvc pull` them
 dvc metrics show
 
 step "6/7 register the best model as challenger, then promote it through the gate"
