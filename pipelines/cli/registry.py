@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
-if TYPE_CHECKING:
-    from pipelines.params import Params
-    from pipelines.settings import Settings
+from pipelines.cli.context import command_context
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
@@ -19,16 +17,6 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("rollback")(rollback_cmd)
     app.command("audit")(audit_cmd)
     app.command("recommend")(recommend_cmd)
-
-
-def _context() -> tuple[Settings, Params]:
-    from pipelines.logging_setup import setup_logging
-    from pipelines.params import load_params
-    from pipelines.settings import get_settings
-
-    settings = get_settings()
-    setup_logging(settings.log_level)
-    return settings, load_params(settings.params_file)
 
 
 def _default_actor() -> str:
@@ -52,7 +40,7 @@ def register_cmd(
     """Register the best model of a pipeline run and point the `challenger` alias at it."""
     from pipelines.registry import register_best
 
-    settings, params = _context()
+    settings, params = command_context()
     result = register_best(pipeline_run, settings=settings, params=params, actor=actor or _default_actor())
     state = "registered new" if result.created else "reused existing (same lineage)"
     metric = result.metrics.get(result.primary_metric, float("nan"))
@@ -72,7 +60,7 @@ def promote_cmd(
 
     from pipelines.promote import promote
 
-    settings, params = _context()
+    settings, params = command_context()
     decision = promote(settings=settings, params=params, actor=actor or _default_actor())
     console = Console()
     if decision.table:
@@ -127,7 +115,7 @@ def rollback_cmd(
     """Point `champion` back at `previous` (or --to VERSION); `previous` becomes the old champion."""
     from pipelines.rollback import rollback
 
-    settings, _ = _context()
+    settings, _ = command_context()
     result = rollback(to_version=to, settings=settings, actor=actor or _default_actor(), reason=reason)
     typer.echo(
         f"rolled back {result.model_name}: champion v{result.from_version} -> v{result.to_version}; "
@@ -148,7 +136,7 @@ def audit_cmd(
     from pipelines.audit import audit_log, to_utc
     from pipelines.errors import RecopsError
 
-    settings, _ = _context()
+    settings, _ = command_context()
     log = audit_log(settings)
     if at is not None:
         from datetime import datetime
@@ -194,7 +182,7 @@ def recommend_cmd(
 
     from pipelines.recommend import recommend_for_user
 
-    settings, params = _context()
+    settings, params = command_context()
     rec = recommend_for_user(
         user,
         settings=settings,

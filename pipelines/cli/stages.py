@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    from pipelines.params import Params
-    from pipelines.settings import Settings
+from pipelines.cli.context import command_context
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
@@ -19,21 +16,11 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
 
 
-def _context() -> tuple[Settings, Params]:
-    from pipelines.logging_setup import setup_logging
-    from pipelines.params import load_params
-    from pipelines.settings import get_settings
-
-    settings = get_settings()
-    setup_logging(settings.log_level)
-    return settings, load_params(settings.params_file)
-
-
 def features() -> None:
     """Build features and the temporal split from the published data (DVC stage `features`)."""
     from pipelines.stages import run_features
 
-    settings, params = _context()
+    settings, params = command_context()
     summary = run_features(settings, params)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
@@ -44,7 +31,7 @@ def train(
     """Train one model family and log it to MLflow (DVC stage `train@FAMILY`)."""
     from pipelines.train import run_train
 
-    settings, params = _context()
+    settings, params = command_context()
     out = run_train(family, settings, params)
     typer.echo(f"trained {family} -> {out}")
 
@@ -56,7 +43,7 @@ def evaluate() -> None:
 
     from pipelines.stages import run_evaluate
 
-    settings, params = _context()
+    settings, params = command_context()
     metrics = run_evaluate(settings, params)
     names = ["ndcg_at_10", "recall_at_10", "mrr_at_10", "map_at_10", "coverage_at_10", "ndcg_at_10_cold"]
     table = Table(title="evaluation (full ranking, test period)")
