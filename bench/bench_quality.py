@@ -10,7 +10,12 @@ popularity baselines. Everything is seeded, so a rerun gives the same figures (t
     .venv/bin/python bench/bench_quality.py --dataset completejourney --test-days 14
     .venv/bin/python bench/bench_quality.py --dataset beauty --protocol loo
     .venv/bin/python bench/bench_quality.py --dataset movielens100k --protocol loo --exclude-seen
-    .venv/bin/python bench/bench_quality.py --dataset completejourney --families als --hp als.alpha=1
+    .venv/bin/python bench/bench_quality.py --dataset completejourney --families als --hp als.alpha=0.1
+    .venv/bin/python bench/bench_quality.py --dataset yoochoose --protocol loo --test-days 1 --valid-days 1
+
+The temporal boundaries are computed for every protocol, so short datasets (Yoochoose: 8 days) need small
+``--test-days`` / ``--valid-days`` even for ``--protocol loo``. ``--repeat-baseline`` adds a bench-only
+reference row (the user's own past items first); see docs/benchmarks.md for the recorded figures.
 
 The shared data folder is ``<repo>/../shared/data/raw`` unless ``RECOPS_SHARED_DATA`` is set.
 """
@@ -233,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             hyper = {**model_hyperparameters(family, params), **overrides.get(family, {})}
             model = create_model(family, hyper).fit(fit_data)
         fit_s = time.perf_counter() - t0
-        res = evaluate_model(model, fs, evaluate, protocol, task=task, seed=params.seed, progress=False)
+        res = evaluate_model(model, fs, evaluate, protocol, task=task, seed=params.seed)
         results[family] = res
         timings[family] = (fit_s, res.seconds)
         if overrides.get(family):
