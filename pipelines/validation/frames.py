@@ -101,9 +101,21 @@ def as_text(series: pd.Series) -> pd.Series:
     if series.dtype == object:
         return pd.Series([_cell_text(v) for v in series], index=series.index, dtype=object)
     missing = series.isna().to_numpy()
-    rendered = series.astype(str).astype(object)
+    try:
+        rendered = series.astype(str).astype(object)
+    except (ValueError, OverflowError, NotImplementedError):
+        # e.g. a timestamp far outside Python's datetime range: such cells become unparseable text, so the
+        # parse check reports those rows instead of the gate crashing
+        rendered = pd.Series([_safe_str(v) for v in series], index=series.index, dtype=object)
     rendered[missing] = None
     return rendered
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except (ValueError, OverflowError, NotImplementedError):
+        return f"<unrepresentable {type(value).__name__}>"
 
 
 def _cell_text(value: object) -> str | None:

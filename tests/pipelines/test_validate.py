@@ -298,6 +298,20 @@ class Case:
     now: datetime = NOW
 
 
+def created_at_out_of_range(root: Path) -> Path:
+    """A catalogue timestamp far outside Python's datetime range (seen from a buggy producer)."""
+    batch = write_batch(root, DAY)
+    table = pq.read_table(batch / "catalog.parquet")
+    index = table.column_names.index("created_at")
+    values = table.column("created_at").cast(pa.int64()).to_pylist()
+    values[0] = values[1] = -(2**62)  # about year -146,000 in microseconds: pandas holds it, str() cannot
+    table = table.set_column(
+        index, "created_at", pa.array(values, pa.int64()).cast(pa.timestamp("us", "UTC"))
+    )
+    pq.write_table(table, batch / "catalog.parquet")
+    return batch
+
+
 CASES = [
     Case(null_user_id, "events", "expect_column_values_to_not_be_null", "user_id", rows=25),
     Case(duplicate_event_ids, "events", "expect_column_values_to_be_unique", "event_id", rows=5),
@@ -343,6 +357,7 @@ CASES = [
     Case(catalogue_duplicate_items, "catalog", "expect_column_values_to_be_unique", "item_id", rows=2),
     Case(catalogue_bad_in_stock, "catalog", "expect_column_values_to_be_parseable", "in_stock", rows=2),
     Case(id_stored_as_integer, "events", "expect_column_values_to_be_of_schema_type", "user_id", rows=500),
+    Case(created_at_out_of_range, "catalog", "expect_column_values_to_be_parseable", "created_at", rows=2),
 ]
 
 
