@@ -5,6 +5,20 @@ their ``max_user_items`` most recent distinct items), ``sim(i, j) = co(i, j) / (
 with ``n_i = co(i, i)``, and each item keeps its ``neighbours`` most similar items in a sparse CSR matrix.
 Co-occurrences are computed a block of items at a time, so memory stays bounded for catalogues of 10^5
 items (a dense ``n_items x n_items`` matrix is never built).
+
+Scoring a history ``h`` (chronological item indices, ``d = 0`` for its last entry)::
+
+    w(i)      = sum of recency_decay ** d over the occurrences of i among the last history_length entries
+    r(i)      = sum of repeat_decay ** d over the occurrences of i in the whole history
+    score(j)  = sum_i w(i) * sim(i, j)  +  repeat_weight * r(j)
+
+``sim`` has a zero diagonal, so without the repeat term an item the user already had comes back only
+through its neighbours. The repeat term adds the user's own (decayed) count of the item, which is what
+re-purchases follow in shops: a diagonal ``repeat_weight * I`` added to the similarity at scoring time,
+applied to the whole history with its own, slower decay. ``repeat_weight`` defaults to 0, the plain
+item-kNN, which is also how models saved before the term existed load. It does not change the fit.
+"Whole history" is the history passed in: evaluation passes everything before the test period, serving the
+latest ``features.max_sequence_length`` events; a slow decay keeps the two close.
 """
 
 from __future__ import annotations
@@ -118,6 +132,9 @@ class ItemKNNRecommender(Recommender):
         history_length: only the last ``history_length`` items of a history are scored.
         max_user_items: distinct most-recent items per user used for user co-occurrence (bounds the cost of
             heavy users, which grows with the square of their history).
+        repeat_weight: weight of the user's own decayed count of an item over the whole history.
+        repeat_decay: the ``d``-th entry from the end counts ``repeat_decay ** d`` in that count (1: plain
+            counts).
     """
 
     family = "itemknn"
@@ -131,6 +148,8 @@ class ItemKNNRecommender(Recommender):
         recency_decay: float = 0.8,
         history_length: int = 20,
         max_user_items: int = 200,
+        repeat_weight: float = 0.0,
+        repeat_decay: float = 1.0,
     ) -> None:
         super().__init__()
         if neighbours < 1 or history_length < 1 or max_user_items < 1:
@@ -141,6 +160,10 @@ class ItemKNNRecommender(Recommender):
             raise ValueError("session_weight and user_weight cannot both be 0 (no co-occurrence left)")
         if not 0 < recency_decay <= 1:
             raise ValueError(f"recency_decay must be in (0, 1], got {recency_decay}")
+        if repeat_weight < 0:
+            raise ValueError(f"repeat_weight must be >= 0, got {repeat_weight}")
+        if not 0 < repeat_decay <= 1:
+            raise ValueError(f"repeat_decay must be in (0, 1], got {repeat_decay}")
         self.neighbours = int(neighbours)
         self.shrinkage = float(shrinkage)
         self.session_weight = float(session_weight)
@@ -148,6 +171,8 @@ class ItemKNNRecommender(Recommender):
         self.recency_decay = float(recency_decay)
         self.history_length = int(history_length)
         self.max_user_items = int(max_user_items)
+        self.repeat_weight = float(repeat_weight)
+        self.repeat_decay = float(repeat_decay)
         self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
@@ -179,10 +204,18 @@ class ItemKNNRecommender(Recommender):
         self.similarity = similarity
 
     def score(self, histories: Sequence[IntArray]) -> FloatArray:
-        """``recency-weighted history (n, n_items) @ similarity``, dense ``(n, n_items)`` float32."""
+        """``W @ similarity + repeat_weight R``, dense ``(n, n_items)`` float32.
+
+        ``W``: recency-weighted recent history, ``R``: decayed counts over the whole history (see the module
+        docstring).
+        """
         self._check_fitted()
         weights = history_matrix(histories, self.n_items, self.recency_decay, self.history_length)
-        return np.asarray((weights @ self.similarity).toarray(), dtype=np.float32)
+        scores = weights @ self.similarity
+        if self.repeat_weight > 0:
+            counts = history_matrix(histories, self.n_items, self.repeat_decay)
+            scores = scores + self.repeat_weight * counts
+        return np.asarray(scores.toarray(), dtype=np.float32)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -193,6 +226,8 @@ class ItemKNNRecommender(Recommender):
             "recency_decay": self.recency_decay,
             "history_length": self.history_length,
             "max_user_items": self.max_user_items,
+            "repeat_weight": self.repeat_weight,
+            "repeat_decay": self.repeat_decay,
         }
 
     def _weights(self) -> dict[str, NDArray[Any]]:

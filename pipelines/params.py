@@ -80,12 +80,14 @@ class ItemKNNParams(_Section):
     shrinkage: float = Field(10.0, ge=0)
     session_weight: float = Field(1.0, ge=0)
     user_weight: float = Field(0.2, ge=0)
+    repeat_weight: float = Field(0.3, ge=0)
+    repeat_decay: float = Field(0.98, gt=0, le=1)
 
 
 class ALSParams(_Section):
-    factors: int = Field(64, ge=1)
-    regularization: float = Field(0.05, ge=0)
-    alpha: float = Field(10.0, gt=0)
+    factors: int = Field(128, ge=1)
+    regularization: float = Field(30.0, ge=0)
+    alpha: float = Field(1.0, gt=0)
     iterations: int = Field(15, ge=1)
 
 

@@ -1,17 +1,29 @@
-"""Item-kNN: the similarity formula, the neighbour cap, recency weighting and memory on large catalogues."""
+"""Item-kNN: the similarity formula, the neighbour cap, recency weighting, the repeat term and memory on large
+catalogues."""
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import models.itemknn as itemknn
-from models import ItemKNNRecommender
-from models.base import Interactions
-from tests.models.conftest import DAY, T0, make_interactions, random_interactions
+from models import ItemKNNRecommender, load_model
+from models.base import CONFIG_FILE, Interactions
+from pipelines.params import ItemKNNParams
+from tests.models.conftest import (
+    DAY,
+    GROUP_A,
+    GROUP_B,
+    T0,
+    block_rows,
+    make_interactions,
+    random_interactions,
+)
 
 
 def dense_similarity(
@@ -95,6 +107,53 @@ def test_only_the_last_history_items_count() -> None:
     assert scores[2] == 0.0
 
 
+def test_repeat_term_by_hand() -> None:
+    # sim(0, 2) = sim(1, 3) = 1 (shrinkage 0), every other pair 0. History [0, 2, 0], d = 2, 1, 0:
+    #   w(0) = 0.8**0 + 0.8**2 = 1.64, w(2) = 0.8          -> kNN: score(2) = 1.64, score(0) = 0.8
+    #   r(0) = 0.5**0 + 0.5**2 = 1.25, r(2) = 0.5          -> + 0.4 * r: score(0) = 1.3, score(2) = 1.84
+    history = np.array([0, 2, 0])
+    plain = ItemKNNRecommender(shrinkage=0.0).fit(two_pairs())
+    np.testing.assert_allclose(plain.score([history])[0], [0.8, 0.0, 1.64, 0.0], rtol=1e-6)
+    model = ItemKNNRecommender(shrinkage=0.0, repeat_weight=0.4, repeat_decay=0.5).fit(two_pairs())
+    np.testing.assert_allclose(model.score([history])[0], [1.3, 0.0, 1.84, 0.0], rtol=1e-6)
+    # The repeat term counts the whole history; kNN only the last history_length entries:
+    #   w(0) = 1 -> kNN: score(2) = 1;  + 0.4 * r: score(0) = 0.5, score(2) = 1.2
+    short = ItemKNNRecommender(shrinkage=0.0, history_length=1, repeat_weight=0.4, repeat_decay=0.5)
+    np.testing.assert_allclose(short.fit(two_pairs()).score([history])[0], [0.5, 0.0, 1.2, 0.0], rtol=1e-6)
+    # Plain counts (repeat_decay 1): an item with no neighbour in the history still comes back.
+    counts = ItemKNNRecommender(shrinkage=0.0, repeat_weight=2.0).fit(two_pairs())
+    np.testing.assert_allclose(counts.score([np.array([1, 0, 1])])[0], [2.0, 4.0, 0.8, 1.64], rtol=1e-6)
+    ids, _ = counts.recommend([np.array([1, 0, 1])], k=4)
+    assert ids.tolist() == [[1, 0, 3, 2]]
+
+
+def test_repeat_term_keeps_the_known_answers_and_exclusions() -> None:
+    """With the params.yaml repeat settings a group's history still ranks its group; seen items can go."""
+    repeat = ItemKNNParams().model_dump(include={"repeat_weight", "repeat_decay"})
+    assert repeat["repeat_weight"] > 0
+    model = ItemKNNRecommender(shrinkage=1.0, **repeat).fit(make_interactions(block_rows(), n_items=12))
+    ids, _ = model.recommend([np.array([0, 1]), np.array([5, 6])], k=5)
+    assert set(ids[0]) == set(GROUP_A)
+    assert set(ids[1]) == set(GROUP_B)
+    ids, _ = model.recommend([np.array([0, 1])], k=3, exclude=[np.array([0, 1])])
+    assert set(ids[0]) == {2, 3, 4}
+
+
+def test_models_saved_without_the_repeat_term_load_as_plain_knn(tmp_path: Path) -> None:
+    data = random_interactions(2000, n_users=40, n_items=25, seed=8)
+    plain = ItemKNNRecommender(neighbours=10).fit(data)
+    plain.save(tmp_path)
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    for key in ("repeat_weight", "repeat_decay"):
+        del config["hyperparameters"][key]  # as written before the repeat term existed
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    loaded = load_model(tmp_path)
+    assert isinstance(loaded, ItemKNNRecommender)
+    assert (loaded.repeat_weight, loaded.repeat_decay) == (0.0, 1.0)
+    histories = data.histories()
+    np.testing.assert_array_equal(loaded.score(histories), plain.score(histories))
+
+
 def test_heavy_users_are_capped_to_their_recent_items() -> None:
     rows = [(0, item, 1.0, T0 + item, item) for item in range(10)] + [(1, 3, 1.0, T0 + 50, 99)]
     data = make_interactions(rows)
@@ -110,6 +169,9 @@ def test_heavy_users_are_capped_to_their_recent_items() -> None:
         {"shrinkage": -1.0},
         {"session_weight": 0.0, "user_weight": 0.0},
         {"recency_decay": 0.0},
+        {"repeat_weight": -0.1},
+        {"repeat_decay": 0.0},
+        {"repeat_decay": 1.5},
     ],
 )
 def test_refuses_invalid_hyperparameters(kwargs: dict[str, float]) -> None:
