@@ -220,7 +220,7 @@ def test_09_a_new_batch_invalidates_features(project: E2EProject) -> None:
     assert not (project.root / "data" / newest.name).exists()
     project.run("recops", "publish", str(newest.relative_to(project.root)))
     assert data_md5(project) != before
-    assert project.dvc_json("status", "-c", "-r", "local") == {}, "the new data must be pushed"
+    assert project.dvc_json("status", "-c", "-r", "local", "data.dvc") == {}, "the new data must be pushed"
     status = project.dvc_json("status")
     assert set(status) == {"features"}, status
     assert status["features"] == [{"changed deps": {"data": "modified"}}], json.dumps(status)

@@ -106,7 +106,7 @@ def test_03_publish_tracks_and_pushes_data(project: E2EProject) -> None:
     md5 = doc["outs"][0]["md5"]
     assert re.fullmatch(r"[0-9a-f]{32}\.dir", md5), doc
     assert doc["outs"][0]["nfiles"] == 2 * DAYS, doc
-    in_sync = project.dvc_json("status", "-c", "-r", "local")
+    in_sync = project.dvc_json("status", "-c", "-r", "local", "data.dvc")
     assert in_sync == {}, f"cache and remote 'local' differ: {in_sync}"
 
 

@@ -77,11 +77,20 @@ class DataFileError(RecopsError, ValueError):
 
 
 def shared_data_dir() -> Path:
-    """Folder of the public raw datasets: ``$RECOPS_SHARED_DATA`` or ``<repo>/../shared/data/raw``."""
+    """Folder of the public raw datasets: ``$RECOPS_SHARED_DATA``, else ``<repo>/../shared/data/raw``.
+
+    A checkout nested deeper (e.g. a CI clone in a sub-folder) also finds the first ``shared/data/raw`` next
+    to one of its ancestors; when none exists the conventional path is returned for the error message.
+    """
     env = os.environ.get("RECOPS_SHARED_DATA")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "raw"
+    repo = Path(__file__).resolve().parents[3]
+    for folder in (repo, *repo.parents):
+        candidate = folder.parent / "shared" / "data" / "raw"
+        if candidate.is_dir():
+            return candidate
+    return repo.parent / "shared" / "data" / "raw"
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
 from tests.pipelines.datasets.loaders.helpers import raw_data_dir
 
 
 @pytest.fixture(scope="session")
 def raw_dir() -> Path:
     path = raw_data_dir()
-    # Like a service: skipped on a laptop without the data, a failure in CI (CI=true).
-    require_service("public raw data", path.is_dir(), f"not found at {path} (set RECOPS_SHARED_DATA)")
+    # Test input, not a service: a checkout without the public data folder skips these tests loudly.
+    if not path.is_dir():
+        pytest.skip(f"public raw data not found at {path} (set RECOPS_SHARED_DATA)")
     return path

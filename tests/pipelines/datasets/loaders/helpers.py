@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from pipelines.datasets.loaders.common import shared_data_dir
 from pipelines.schema import (
     CATALOG_COLUMN_NAMES,
     EVENT_COLUMN_NAMES,
@@ -20,9 +20,8 @@ TEST_KEY = "loader-tests-key"
 
 
 def raw_data_dir() -> Path:
-    """``$RECOPS_SHARED_DATA`` or ``<repo>/../shared/data/raw``."""
-    env = os.environ.get("RECOPS_SHARED_DATA")
-    return Path(env) if env else REPO / ".." / "shared" / "data" / "raw"
+    """``$RECOPS_SHARED_DATA`` or ``<repo>/../shared/data/raw`` (see ``shared_data_dir``)."""
+    return shared_data_dir()
 
 
 def assert_schema(events: pd.DataFrame, catalog: pd.DataFrame) -> None:
