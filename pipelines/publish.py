@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
+from pipelines.batch_io import read_table
 from pipelines.datastore import check_batch_id
 from pipelines.dvc_ops import dvc_add, dvc_push, repo_relative
 from pipelines.errors import RecopsError
@@ -111,12 +112,6 @@ class PublishResult:
 # ------------------------------------------------------------------------------------------- canonical form
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # only "" is null
-    return pd.read_parquet(path)
-
-
 def canonical_events(df: pd.DataFrame) -> pd.DataFrame:
     """Events with the schema's columns and dtypes, sorted on every column (stable, total order)."""
     events = coerce_events(df)
@@ -135,8 +130,9 @@ def read_batch(batch_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The canonical events and catalogue of a batch folder (``.parquet`` or ``.csv`` files)."""
     if not batch_dir.is_dir():
         raise RecopsError(f"batch folder not found: {batch_dir}")
-    events = canonical_events(_read_table(batch_file(batch_dir, EVENTS_FILE)))
-    catalog = canonical_catalog(_read_table(batch_file(batch_dir, CATALOG_FILE)))
+    # The gate's reader: unreadable files are clear `BadBatchFile` errors, CSV cells stay text until coerced.
+    events = canonical_events(read_table(batch_file(batch_dir, EVENTS_FILE)))
+    catalog = canonical_catalog(read_table(batch_file(batch_dir, CATALOG_FILE)))
     return events, catalog
 
 
@@ -156,7 +152,8 @@ def content_hash(events: pd.DataFrame, catalog: pd.DataFrame) -> str:
     return hashlib.sha256(f"{table_hash(events)}:{table_hash(catalog)}".encode()).hexdigest()
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entry to disk (a folder: so a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -167,7 +164,7 @@ def _fsync_file(path: Path) -> None:
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Write ``df`` with fixed pyarrow options (same frame and library versions -> same bytes), fsynced."""
     df.to_parquet(path, engine="pyarrow", index=False, **PARQUET_OPTIONS)
-    _fsync_file(path)
+    _fsync(path)
 
 
 def write_canonical_batch(folder: Path, events: pd.DataFrame, catalog: pd.DataFrame) -> None:
@@ -231,14 +228,6 @@ def data_lock(data_dir: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iter
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _swap_in(new: Path, target: Path, aside: Path) -> None:
     """Replace folder ``target`` by ``new``: move old aside, move new in, delete old; restore on failure."""
     os.rename(target, aside)
@@ -294,7 +283,13 @@ def publish_batch(
     """
     batch_id = check_batch_id(batch_dir.resolve().name)
     repo_relative(data_dir, repo_root)  # fail before touching anything if DVC could not track data_dir
-    events, catalog = read_batch(batch_dir)
+    try:
+        events, catalog = read_batch(batch_dir)
+    except RecopsError:
+        # A batch that does not even fit the schema: let the gate quarantine it and list every failure.
+        if validator is not None:
+            _refuse_if_invalid(validator(batch_dir), batch_id)
+        raise
     if not is_pseudonymized(events["user_id"]):
         raise RecopsError(
             f"batch {batch_id} holds raw user ids (expected pseudonyms 'p_' + 20 hex): load it with "
@@ -314,10 +309,7 @@ def publish_batch(
                     "pass --replace to replace it"
                 )
             if validator is not None:
-                report = validator(batch_dir)
-                if not report.success:
-                    where = f"; see {report.quarantine_path}" if report.quarantine_path else ""
-                    raise ValidationRefused(f"batch {batch_id} failed validation, nothing published{where}")
+                _refuse_if_invalid(validator(batch_dir), batch_id)
             status = "replaced" if target.exists() else "published"
             _place(events, catalog, data_dir, target)
         # Also on "unchanged": re-running a publish whose add or push was interrupted finishes the job.
@@ -336,6 +328,12 @@ def publish_batch(
         pushed=pushed,
         remote=remote,
     )
+
+
+def _refuse_if_invalid(report: ValidationOutcome, batch_id: str) -> None:
+    if not report.success:
+        where = f"; see {report.quarantine_path}" if report.quarantine_path else ""
+        raise ValidationRefused(f"batch {batch_id} failed validation, nothing published{where}")
 
 
 def publish_batches(
@@ -387,11 +385,11 @@ def _place(events: pd.DataFrame, catalog: pd.DataFrame, data_dir: Path, target: 
         new = work / "new"
         new.mkdir()
         write_canonical_batch(new, events, catalog)
-        _fsync_dir(new)
+        _fsync(new)
         if target.exists():
             _swap_in(new, target, work / "old")
         else:
             os.rename(new, target)
-        _fsync_dir(data_dir)
+        _fsync(data_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -92,6 +92,32 @@ def test_raw_user_ids_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
+    batch = landed(tmp_path)
+    events = batch / "events.parquet"
+    events.write_bytes(events.read_bytes()[:500])  # truncated Parquet
+    with pytest.raises(RecopsError, match="not a readable Parquet file"):
+        publish_batch(batch, data_dir=tmp_path / "data", repo_root=tmp_path, push=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_batch_outside_the_schema_goes_to_the_gate_not_a_crash(tmp_path: Path) -> None:
+    events = clean_events()
+    events["quantity"] = events["quantity"].astype("float64")
+    events.loc[events.index[0], "quantity"] = 1.5  # cannot become the schema's integer quantity
+    batch = write_batch(tmp_path / "landing", DAY, events=events, catalog=make_catalog())
+    seen: list[Path] = []
+
+    def failing(path: Path) -> Report:
+        seen.append(path)
+        return Report(success=False, quarantine_path=tmp_path / "quarantine" / path.name)
+
+    with pytest.raises(ValidationRefused, match="failed validation"):
+        publish_batch(batch, data_dir=tmp_path / "data", repo_root=tmp_path, push=False, validator=failing)
+    assert seen == [batch]  # the gate saw it (and quarantined it), instead of a schema traceback
+    assert not (tmp_path / "data").exists()
+
+
 def test_failed_swap_restores_the_old_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
     first = landed(tmp_path, seed=0)
