@@ -200,3 +200,37 @@ def pickle_bomb(marker: Path) -> bytes:
     import pickle
 
     return pickle.dumps(PickleBomb(marker))
+
+
+def race_two_promotions(settings: Settings, monkeypatch: Any) -> tuple[list[str], list[BaseException]]:
+    """Run two ``promote`` calls in threads that both pass the gate before either moves an alias.
+
+    Returns the outcomes and any exceptions; the callers assert that exactly one promotion wins.
+    """
+    import threading
+
+    import pipelines.promote as promote_module
+
+    barrier = threading.Barrier(2, timeout=120)
+    original = promote_module._apply
+
+    def apply_after_both_gates(*args: Any, **kwargs: Any) -> Any:
+        barrier.wait()  # both gates have read the same champion and passed before either moves anything
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(promote_module, "_apply", apply_after_both_gates)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def run(actor: str) -> None:
+        try:
+            outcomes.append(promote_module.promote(settings=settings, params=Params(), actor=actor).outcome)
+        except BaseException as exc:  # surfaced by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"racer{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return outcomes, errors

@@ -4,15 +4,12 @@ audit trail and lock in PostgreSQL: idempotent registration, gate, rollback, aud
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import pipelines.promote as promote_module
 from pipelines.audit import audit_log
 from pipelines.params import Params
 from pipelines.promote import promote
@@ -21,7 +18,14 @@ from pipelines.rollback import rollback
 from pipelines.settings import Settings
 from service.model_loader import cache_root, load_alias, registry_client
 from tests.conftest import MLflowServer
-from tests.registry_helpers import fit_package, log_package, pickle_bomb, register_run, write_features_for
+from tests.registry_helpers import (
+    fit_package,
+    log_package,
+    pickle_bomb,
+    race_two_promotions,
+    register_run,
+    write_features_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,28 +114,7 @@ def test_concurrent_promotions_on_server_have_one_winner(
     v2 = register_run(
         settings, log_package(settings, fit_package(fs, "good"), tmp_path, metrics={}), CHALLENGER
     )
-    barrier = threading.Barrier(2, timeout=120)
-    original = promote_module._apply
-
-    def apply_after_both_gates(*args: Any, **kwargs: Any) -> Any:
-        barrier.wait()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(promote_module, "_apply", apply_after_both_gates)
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-
-    def run(actor: str) -> None:
-        try:
-            outcomes.append(promote(settings=settings, params=Params(), actor=actor).outcome)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(f"racer{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    outcomes, errors = race_two_promotions(settings, monkeypatch)
     assert not errors, errors
     assert sorted(outcomes) == ["lost_race", "promoted"]
     client = registry_client(settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-import pipelines.promote as promote_module
 from models import create_model
 from pipelines.audit import audit_log
 from pipelines.evaluate import build_task
@@ -29,7 +27,13 @@ from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, al
 from pipelines.rollback import rollback
 from pipelines.settings import Settings
 from service.model_loader import registry_client
-from tests.registry_helpers import fit_package, log_package, register_run, write_features_for
+from tests.registry_helpers import (
+    fit_package,
+    log_package,
+    race_two_promotions,
+    register_run,
+    write_features_for,
+)
 
 GATE = PromoteParams()
 
@@ -235,28 +239,7 @@ def test_two_racing_promotions_have_exactly_one_winner(
     settings, runs = seeded["settings"], seeded["runs"]
     v1 = register_run(settings, runs["popularity"], CHAMPION)
     v2 = register_run(settings, runs["good"], CHALLENGER)
-    barrier = threading.Barrier(2, timeout=120)
-    original = promote_module._apply
-
-    def apply_after_both_gates(*args: Any, **kwargs: Any) -> Any:
-        barrier.wait()  # both gates have read champion v1 and passed before either moves anything
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(promote_module, "_apply", apply_after_both_gates)
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-
-    def run(actor: str) -> None:
-        try:
-            outcomes.append(promote(settings=settings, params=Params(), actor=actor).outcome)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(f"racer{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    outcomes, errors = race_two_promotions(settings, monkeypatch)
     assert not errors, errors
     assert sorted(outcomes) == ["lost_race", "promoted"]
     client = registry_client(settings)
