@@ -30,10 +30,11 @@ test: setup ## Run the test suite (all tiers except slow and gpu)
 test-all: setup ## Run every test, slow ones included (gpu tests skip without a GPU)
 	$(BIN)/python -m pytest -m "not gpu"
 
-lint: setup ## ruff check, ruff format --check, mypy --strict on pipelines/ models/ service/
+lint: setup ## ruff check, ruff format --check, mypy --strict, import-linter layer contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pipelines models service
+	$(BIN)/mypy core models registry pipelines service
+	$(BIN)/lint-imports
 
 format: setup ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

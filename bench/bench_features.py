@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.schema import EVENT_TYPES
 from pipelines.features import build_features, write_features
 from pipelines.params import FeatureParams
-from pipelines.schema import EVENT_TYPES
 
 
 def peak_rss_mb() -> float:

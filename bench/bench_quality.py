@@ -89,9 +89,9 @@ class RepeatHistoryRecommender(Recommender):
 def load_dataset(name: str, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(events, catalog)`` of ``name`` in the recops schema."""
     if name == "generated":
+        from core.settings import DEV_PSEUDONYMIZATION_KEY
         from pipelines.datasets.generator import GeneratorConfig, generate_dataset
         from pipelines.datastore import read_published
-        from pipelines.settings import DEV_PSEUDONYMIZATION_KEY
 
         with tempfile.TemporaryDirectory(prefix="recops-bench-") as tmp:
             generate_dataset(
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import RecopsError
+    from core.errors import RecopsError
 
     try:
         main()

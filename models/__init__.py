@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.errors import RecopsError
 from models.als import ALSRecommender
 from models.base import ModelLoadError, Recommender, read_config
 from models.itemknn import ItemKNNRecommender
 from models.popularity import PopularityRecommender
 from models.recent_popularity import RecentPopularityRecommender
-from pipelines.errors import RecopsError
 
 MODEL_FAMILIES: dict[str, type[Recommender]] = {
     cls.family: cls

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"

@@ -2,7 +2,7 @@
 
 MLflow stores this file, not a pickled object, and the package folder as the artifact ``package``; loading
 goes through :meth:`ModelPackage.load` (JSON, Parquet, safetensors). The scorer does not use pyfunc at all
-(see ``service.model_loader``); this wrapper exists so ``mlflow models serve`` and the MLflow UI work.
+(see ``registry.loader``); this wrapper exists so ``mlflow models serve`` and the MLflow UI work.
 
 Input: a DataFrame with a ``history`` column (list of item ids, oldest first). Params: ``k`` (default 10),
 ``exclude_seen`` (default False). Output: ``item_ids`` and ``scores`` lists per row.

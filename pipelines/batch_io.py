@@ -1,7 +1,7 @@
 """Read one landed batch folder as it is, so that validation (not parsing) judges its values.
 
 A batch folder holds ``events.parquet|csv`` and ``catalog.parquet|csv`` (see
-:func:`pipelines.schema.batch_file`) and may hold a ``manifest.json`` with the batch's time window. Reading
+:func:`core.schema.batch_file`) and may hold a ``manifest.json`` with the batch's time window. Reading
 never converts values: CSV cells stay text (only empty cells are null, so ``nan``, ``inf`` or ``NULL``
 reach the checks as written), and Parquet float columns keep ``NaN`` apart from null. Files that cannot be
 read at all raise :class:`BadBatchFile` naming the file; everything that can be read goes to the gate.
@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from core.errors import RecopsError
+from core.schema import CATALOG_FILE, EVENTS_FILE, batch_file
 from pipelines.datastore import check_batch_id
-from pipelines.errors import RecopsError
-from pipelines.schema import CATALOG_FILE, EVENTS_FILE, batch_file
 
 MANIFEST_FILE = "manifest.json"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.errors import RecopsError
-from pipelines.schema import CATALOG_FILE, EVENTS_FILE, coerce_catalog, coerce_events
+from core.errors import RecopsError
+from core.schema import CATALOG_FILE, EVENTS_FILE, coerce_catalog, coerce_events
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

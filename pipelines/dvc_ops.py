@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 
 #: States in ``dvc status -c`` output that mean the remote does not hold an object we have or need.
 MISSING_ON_REMOTE = frozenset({"new", "missing", "modified"})

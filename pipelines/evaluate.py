@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from core.errors import RecopsError
 from models.base import Recommender
-from pipelines.errors import RecopsError
 from pipelines.features import TEST, FeatureSet, Protocol
 from pipelines.features.featureset import SPLIT_COLUMNS
 from pipelines.metrics import (

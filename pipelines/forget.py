@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.errors import RecopsError
+from core.privacy import PSEUDONYM_PREFIX, is_pseudonymized, pseudonymize_id
+from core.schema import EVENTS_FILE
 from pipelines.datastore import published_batches
 from pipelines.dvc_ops import repo_relative
-from pipelines.errors import RecopsError
-from pipelines.privacy import PSEUDONYM_PREFIX, is_pseudonymized, pseudonymize_id
 from pipelines.publish import (
     DEFAULT_LOCK_TIMEOUT_S,
     canonical_events,
@@ -33,7 +34,6 @@ from pipelines.publish import (
     sync_dvc,
     write_parquet,
 )
-from pipelines.schema import EVENTS_FILE
 
 
 @dataclass(frozen=True)

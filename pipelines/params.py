@@ -15,8 +15,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.errors import RecopsError
-from pipelines.schema import EVENT_TYPES
+from core.errors import RecopsError
+from core.schema import EVENT_TYPES
+from registry.gate import PromoteParams
 
 ModelFamily = Literal["popularity", "recent_popularity", "itemknn", "als", "sasrec"]
 
@@ -115,15 +116,6 @@ class EvaluateParams(_Section):
     exclude_seen: bool = False
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
-
-
-class PromoteParams(_Section):
-    primary_metric: str = "ndcg_at_10"
-    min_relative_improvement: float = Field(0.02, ge=0)
-    require_ci_agreement: bool = True
-    max_coverage_drop: float = Field(0.10, ge=0, le=1)
-    max_cold_ndcg_drop: float = Field(0.10, ge=0, le=1)
-    latency_budget_ms: float = Field(50.0, gt=0)
 
 
 class Params(_Section):

@@ -30,12 +30,9 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
-from pipelines.batch_io import read_table
-from pipelines.datastore import check_batch_id
-from pipelines.dvc_ops import dvc_add, dvc_push, repo_relative
-from pipelines.errors import RecopsError
-from pipelines.privacy import is_pseudonymized
-from pipelines.schema import (
+from core.errors import RecopsError
+from core.privacy import is_pseudonymized
+from core.schema import (
     CATALOG_COLUMN_NAMES,
     CATALOG_FILE,
     EVENT_COLUMN_NAMES,
@@ -44,6 +41,9 @@ from pipelines.schema import (
     coerce_catalog,
     coerce_events,
 )
+from pipelines.batch_io import read_table
+from pipelines.datastore import check_batch_id
+from pipelines.dvc_ops import dvc_add, dvc_push, repo_relative
 
 PublishStatus = Literal["published", "replaced", "unchanged"]
 

@@ -1,6 +1,6 @@
 """Recommendations for one shopper from the serving champion (what ``recops recommend`` prints).
 
-The model comes from :func:`service.model_loader.load_alias` (the scorer's loader), the shopper's history
+The model comes from :func:`registry.loader.load_alias` (the scorer's loader), the shopper's history
 from the published data (pseudonymised ids), so the answer is what the scorer would return for a shopper
 with no real-time events beyond the published batches.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.errors import RecopsError
-from pipelines.settings import Settings
+from core.errors import RecopsError
+from core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ def recommend_for_user(
         max_history: how many of the latest events make the history.
         alias: registry alias to load (``champion`` unless testing a challenger).
     """
+    from core.privacy import PSEUDONYM_PREFIX, pseudonymize_id
     from pipelines.datastore import read_published
-    from pipelines.privacy import PSEUDONYM_PREFIX, pseudonymize_id
-    from service.model_loader import load_alias
+    from registry.loader import load_alias
 
     if k < 1:
         raise RecopsError("--k must be at least 1")

@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import RecopsError
-from pipelines.params import Params
-from pipelines.settings import Settings
+from core.errors import RecopsError
+from core.settings import Settings
+from pipelines.steps import StepContext, StepResult, project_relative
 
 if TYPE_CHECKING:
     from models.base import Recommender
@@ -25,13 +25,14 @@ def features_dir(settings: Settings) -> Path:
     return settings.artifacts_dir / "features"
 
 
-def run_features(settings: Settings, params: Params) -> dict[str, Any]:
+def run_features(ctx: StepContext) -> StepResult:
     """The ``features`` stage: published batches in ``data/`` -> ``artifacts/features``."""
     import shutil
 
     from pipelines.datastore import read_published
     from pipelines.features import build_features, write_features
 
+    settings, params = ctx.settings, ctx.params
     events, catalog = read_published(settings.data_dir)
     fs = build_features(events, catalog, params.features)
     out = features_dir(settings)
@@ -43,8 +44,18 @@ def run_features(settings: Settings, params: Params) -> dict[str, Any]:
         shutil.rmtree(out)
     tmp.rename(out)
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    _write_json(settings.artifacts_dir / "features-summary.json", summary)  # DVC metrics (outside the out)
-    return summary
+    summary_path = settings.artifacts_dir / "features-summary.json"
+    _write_json(summary_path, summary)  # DVC metrics (outside the out)
+    return StepResult(
+        step="features",
+        outputs={
+            "features": project_relative(out, settings),
+            "summary": project_relative(summary_path, settings),
+        },
+        metrics={
+            k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+    )
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -52,7 +63,7 @@ def _write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
 
 
-def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, float]]:
+def run_evaluate(ctx: StepContext) -> StepResult:
     """The ``evaluate`` stage: every trained family on the same test users, full ranking.
 
     Writes ``artifacts/metrics/metrics.json`` (DVC metrics), per-family plot data under
@@ -62,6 +73,7 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     import matplotlib
 
     matplotlib.use("Agg")
+    settings, params = ctx.settings, ctx.params
     from mlflow.entities import RunTag
 
     from models.package import ModelPackage
@@ -69,8 +81,9 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
     from pipelines.features import read_features
     from pipelines.lineage import lineage_tags
     from pipelines.plots import comparison_figures
-    from pipelines.tracking import TAG_SCORED_PREFIX, configure_mlflow, get_or_create_parent, mark_current
+    from pipelines.tracking import configure_mlflow, get_or_create_parent, mark_current
     from pipelines.train import PACKAGE_DIR, RUN_FILE, model_dir
+    from registry.tags import TAG_SCORED_PREFIX
 
     fs = read_features(features_dir(settings))
     models: dict[str, Recommender] = {}
@@ -127,14 +140,21 @@ def run_evaluate(settings: Settings, params: Params) -> dict[str, dict[str, floa
         mark_current(client, settings, record["parent_run_id"], fam, run_id)
     # The comparison belongs to the pipeline run doing this evaluation (not to older parents whose children
     # DVC restored from its run cache): it records which model runs it scored, with the plots.
-    parent = get_or_create_parent(client, settings, lineage_tags(settings.project_dir, params.digest()))
+    parent = get_or_create_parent(
+        client, settings, lineage_tags(settings.project_dir, params.digest()), ctx.pipeline_run_id
+    )
     client.log_batch(
         parent, tags=[RunTag(f"{TAG_SCORED_PREFIX}{fam}", r["run_id"]) for fam, r in runs.items()]
     )
     for name, fig in figures.items():
         client.log_figure(parent, fig, f"plots/{name}.png")
     client.log_dict(parent, metrics, "metrics/metrics.json")
-    return metrics
+    return StepResult(
+        step="evaluate",
+        outputs={"metrics": project_relative(metrics_dir / "metrics.json", settings)},
+        run_ids={"parent": parent, **{f"model.{fam}": r["run_id"] for fam, r in runs.items()}},
+        metrics={f"{fam}.{name}": value for fam, m in metrics.items() for name, value in m.items()},
+    )
 
 
 def _scalar_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """MLflow tracking: one parent run per pipeline run, one child run per model family.
 
-A *pipeline run* is identified by the orchestrator's run id when there is one (``RECOPS_PIPELINE_RUN_ID``,
-set by the Airflow task) and otherwise by the code and data versions (git commit + data md5), so the
-separate processes of one ``dvc repro`` (features, train@family, evaluate) find the same parent. A family
+A *pipeline run* is identified by the orchestrator's run id when there is one
+(:attr:`pipelines.steps.StepContext.pipeline_run_id`) and otherwise by the code and data versions (git
+commit + data md5), so the separate processes of one ``dvc repro`` (features, train@family, evaluate)
+find the same parent. A family
 trained again inside the same pipeline run gets a new child; the older child is tagged superseded.
 The tracking URI only ever comes from settings.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pipelines.settings import Settings
+from core.settings import Settings
+from registry.client import is_embedded, mlflow_client
+from registry.tags import TAG_FAMILY, TAG_KIND, TAG_PIPELINE_KEY, TAG_SUPERSEDED
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun
@@ -24,31 +26,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PIPELINE_RUN_ENV = "RECOPS_PIPELINE_RUN_ID"
-TAG_PIPELINE_KEY = "recops.pipeline_key"
-TAG_KIND = "recops.kind"
-TAG_FAMILY = "family"
-TAG_SUPERSEDED = "recops.superseded"
-#: On a parent run: ``recops.scored.<family>`` = the model run the evaluate stage scored for that family.
-TAG_SCORED_PREFIX = "recops.scored."
-
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured stores, make sure the experiment exists, and return a client."""
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    if settings.mlflow_tracking_uri.startswith("sqlite:"):
-        settings.runtime_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_registry_uri)
-    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_registry_uri)
+    client = mlflow_client(settings)
     if client.get_experiment_by_name(settings.mlflow_experiment) is None:
-        embedded = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
-        location = settings.mlflow_artifact_location if embedded else None
+        location = settings.mlflow_artifact_location if is_embedded(settings) else None
         try:
             client.create_experiment(settings.mlflow_experiment, artifact_location=location)
         except Exception:  # another process created it between our check and create
@@ -58,18 +43,21 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     return client
 
 
-def pipeline_key(lineage: dict[str, str]) -> str:
-    """The key that ties the stages of one pipeline run to one parent run."""
-    orchestrated = os.environ.get(PIPELINE_RUN_ENV, "").strip()
+def pipeline_key(lineage: dict[str, str], pipeline_run_id: str = "") -> str:
+    """The key that ties the stages of one pipeline run to one parent run: the orchestrator's run id when
+    there is one, else the code and data versions."""
+    orchestrated = pipeline_run_id.strip()
     if orchestrated:
         return f"orchestrated:{orchestrated}"
     basis = f"{lineage.get('git_commit', '')}|{lineage.get('data_md5', '')}"
     return "local:" + hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
-def get_or_create_parent(client: MlflowClient, settings: Settings, lineage: dict[str, str]) -> str:
+def get_or_create_parent(
+    client: MlflowClient, settings: Settings, lineage: dict[str, str], pipeline_run_id: str = ""
+) -> str:
     """Run id of the parent run for this pipeline run, creating it (with lineage tags) if needed."""
-    key = pipeline_key(lineage)
+    key = pipeline_key(lineage, pipeline_run_id)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     assert experiment is not None, "configure_mlflow() must run first"
     found = client.search_runs(
@@ -80,7 +68,7 @@ def get_or_create_parent(client: MlflowClient, settings: Settings, lineage: dict
     )
     if found:
         return str(found[0].info.run_id)
-    orchestrated = os.environ.get(PIPELINE_RUN_ENV, "").strip()
+    orchestrated = pipeline_run_id.strip()
     name = f"pipeline {orchestrated}" if orchestrated else f"pipeline {lineage.get('git_commit', '')[:8]}"
     tags = {TAG_PIPELINE_KEY: key, TAG_KIND: "pipeline", **lineage}
     if orchestrated:

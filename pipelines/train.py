@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
+from core.settings import Settings
 from pipelines.params import ModelFamily, Params
-from pipelines.settings import Settings
+from pipelines.steps import StepContext, StepResult, project_relative
 
 if TYPE_CHECKING:
     from models.base import EpochCallback, Recommender
@@ -81,8 +82,8 @@ def pyfunc_signature() -> Any:
     )
 
 
-def run_train(family_name: str, settings: Settings, params: Params) -> Path:
-    """The ``train`` DVC stage for one family; returns the package folder."""
+def run_train(ctx: StepContext, family_name: str) -> StepResult:
+    """The ``train`` DVC stage for one family."""
     import mlflow
     import pandas as pd
 
@@ -90,6 +91,7 @@ def run_train(family_name: str, settings: Settings, params: Params) -> Path:
     from pipelines.lineage import lineage_tags
     from pipelines.tracking import configure_mlflow, get_or_create_parent
 
+    settings, params = ctx.settings, ctx.params
     if family_name not in params.train.families:
         raise RecopsError(
             f"family {family_name!r} is not listed in params.yaml train.families {params.train.families}"
@@ -99,7 +101,7 @@ def run_train(family_name: str, settings: Settings, params: Params) -> Path:
     out = model_dir(settings, family)
     lineage = lineage_tags(settings.project_dir, params.digest())
     client = configure_mlflow(settings)
-    parent = get_or_create_parent(client, settings, lineage)
+    parent = get_or_create_parent(client, settings, lineage, ctx.pipeline_run_id)
 
     from pipelines.tracking import child_run
 
@@ -145,4 +147,9 @@ def run_train(family_name: str, settings: Settings, params: Params) -> Path:
         }
     (out / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     log.info("trained %s in %.1fs -> %s (run %s)", family, fit_seconds, out, record["run_id"])
-    return out
+    return StepResult(
+        step=f"train@{family}",
+        outputs={"model": project_relative(out, settings), "model_uri": record["model_uri"]},
+        run_ids={"parent": parent, "model": record["run_id"]},
+        metrics={"fit_seconds": fit_seconds},
+    )

@@ -20,11 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from core.errors import RecopsError
+from core.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, EVENTS_FILE, Column
 from pipelines.batch_io import BadBatchFile, RawBatch, read_batch
 from pipelines.datastore import published_batches
-from pipelines.errors import RecopsError
 from pipelines.params import ValidateParams
-from pipelines.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, EVENTS_FILE, Column
 from pipelines.validation import checks, guards, quarantine
 from pipelines.validation.frames import PreparedTable, prepare_table
 from pipelines.validation.report import Failure, Outcome, ValidationReport, render_summary_html

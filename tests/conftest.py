@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pipelines.settings import Settings
+    from core.settings import Settings
 
 TIER_MARKERS = ("integration", "e2e", "slow", "gpu")
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -371,7 +371,7 @@ def mlflow_server(
 def recops_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings whose state lives in ``tmp_path``: runtime/, data/ and artifacts/ under it, no other
     ``RECOPS_*`` variable from the caller's shell. The settings cache is cleared before and after."""
-    from pipelines.settings import get_settings
+    from core.settings import get_settings
 
     for key in list(os.environ):
         if key.startswith("RECOPS_") and key != "RECOPS_SHARED_DATA" and not key.startswith("RECOPS_TEST_"):

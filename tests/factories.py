@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.schema import EVENT_TYPES, coerce_catalog, coerce_events
+from core.schema import EVENT_TYPES, coerce_catalog, coerce_events
 
 
 def make_catalog(n_items: int = 50, seed: int = 0, created: date = date(2025, 12, 1)) -> pd.DataFrame:

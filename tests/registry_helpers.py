@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.schema import coerce_events
+from core.settings import Settings
 from models.base import Interactions, Recommender
 from models.package import ModelPackage
 from pipelines.params import FeatureParams, Params
-from pipelines.schema import coerce_events
-from pipelines.settings import Settings
 from tests.factories import make_catalog
 
 FEATURE_PARAMS = FeatureParams(valid_days=2, test_days=3, dedup_seconds=0)
@@ -170,10 +170,10 @@ def log_package(
 
 def register_run(settings: Settings, logged: LoggedRun, alias: str | None = None) -> int:
     """Create a model version straight from a logged run (bypassing the gate) and optionally set an alias."""
-    from pipelines.registry import ensure_registered_model
-    from service.model_loader import registry_client
+    from registry.aliases import ensure_registered_model
+    from registry.client import mlflow_client
 
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     ensure_registered_model(client, settings.model_name)
     mv = client.create_model_version(
         settings.model_name,
@@ -212,13 +212,13 @@ def race_two_promotions(settings: Settings, monkeypatch: Any) -> tuple[list[str]
     import pipelines.promote as promote_module
 
     barrier = threading.Barrier(2, timeout=120)
-    original = promote_module._apply
+    original = promote_module.apply_decision
 
     def apply_after_both_gates(*args: Any, **kwargs: Any) -> Any:
         barrier.wait()  # both gates have read the same champion and passed before either moves anything
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(promote_module, "_apply", apply_after_both_gates)
+    monkeypatch.setattr(promote_module, "apply_decision", apply_after_both_gates)
     outcomes: list[str] = []
     errors: list[BaseException] = []
 

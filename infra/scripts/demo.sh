@@ -59,7 +59,7 @@ recops audit
 step "7/7 recommendations for a sample shopper, loaded from the registry exactly as the scorer will"
 user=$(python - <<'PY'
 from pipelines.datastore import read_published
-from pipelines.settings import get_settings
+from core.settings import get_settings
 ev, _ = read_published(get_settings().data_dir)
 print(ev["user_id"].value_counts().index[0])
 PY

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 HOST=127.0.0.1
 PORT="${RECOPS_MLFLOW_PORT:-5000}"
 URL="http://${HOST}:${PORT}"
-RUNTIME="${RECOPS_RUNTIME_DIR:-runtime}"   # same variable as pipelines/settings.py
+RUNTIME="${RECOPS_RUNTIME_DIR:-runtime}"   # same variable as core/settings.py
 PID_FILE="${RUNTIME}/mlflow-server.pid"
 LOG_FILE="${RUNTIME}/logs/mlflow-server.log"
 BACKEND="sqlite:///${RUNTIME}/mlflow-server.db"   # relative RUNTIME: relative to the repository root

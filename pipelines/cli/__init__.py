@@ -11,8 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
+from core.errors import RecopsError
 from pipelines.cli import gate, generate, info, load, privacy, publish, registry, stages
-from pipelines.errors import RecopsError
 
 app = typer.Typer(
     name="recops",

@@ -5,16 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from pipelines.params import Params
-    from pipelines.settings import Settings
+    from pipelines.steps import StepContext
 
 
 def command_context() -> tuple[Settings, Params]:
     """Resolve settings, read params.yaml and set up logging (call inside command bodies, not on import)."""
-    from pipelines.logging_setup import setup_logging
+    from core.logs import setup_logging
+    from core.settings import get_settings
     from pipelines.params import load_params
-    from pipelines.settings import get_settings
 
     settings = get_settings()
     setup_logging(settings.log_level)
     return settings, load_params(settings.params_file)
+
+
+def step_context(actor: str = "recops") -> StepContext:
+    """The step context of this process: settings, params, and the orchestrator's run id and logical date
+    when ``dvc repro`` was started by one (see :meth:`pipelines.steps.StepContext.from_environment`)."""
+    from pipelines.steps import StepContext
+
+    settings, params = command_context()
+    return StepContext.from_environment(settings, params, actor=actor)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 
 
 def parse_now(value: str | None) -> datetime | None:
@@ -32,8 +32,8 @@ def validate_command(
     ] = None,
 ) -> None:
     """Validate a landed batch; on failure quarantine it, list the failed expectations and exit 1."""
+    from core.settings import get_settings
     from pipelines.params import load_params
-    from pipelines.settings import get_settings
     from pipelines.validate import validate_batch
 
     settings = get_settings()

@@ -36,9 +36,9 @@ def generate(
     from pydantic import ValidationError
     from tqdm import tqdm
 
+    from core.settings import get_settings
     from pipelines.datasets import DayBatch, GeneratorConfig, generate_dataset
     from pipelines.params import GenerateParams, ParamsError, load_params
-    from pipelines.settings import get_settings
 
     settings = get_settings()
     defaults = load_params(settings.params_file).generate

@@ -13,8 +13,8 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
 
 def info(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
     """Show the resolved settings (secrets redacted), the params file and where state lives."""
+    from core.settings import get_settings
     from pipelines.params import load_params
-    from pipelines.settings import get_settings
 
     settings = get_settings()
     values = settings.redacted()

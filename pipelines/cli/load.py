@@ -59,8 +59,8 @@ def _run(
     batch_id: str | None,
 ) -> None:
     """Load with the configured pseudonymisation key, write batches, print one summary line."""
+    from core.settings import get_settings
     from pipelines.datasets.loaders import load_to_landing
-    from pipelines.settings import get_settings
 
     settings = get_settings()
     key = settings.pseudonymization_key.get_secret_value()
@@ -160,6 +160,7 @@ def load_generic_command(
     batch_id: BatchIdOption = None,
 ) -> None:
     """Any CSV/Parquet event log, mapped onto the schema with --map (see docs/data.md)."""
+    from core.settings import get_settings
     from pipelines.datasets.loaders.generic import (
         CATALOG_FIELDS,
         EVENT_FIELDS,
@@ -170,7 +171,6 @@ def load_generic_command(
         parse_mapping,
     )
     from pipelines.params import load_params
-    from pipelines.settings import get_settings
 
     fields = parse_mapping(mapping, allowed=EVENT_FIELDS, required=REQUIRED_EVENT_FIELDS, option="--map")
     catalog_fields = (

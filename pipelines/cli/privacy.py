@@ -30,9 +30,9 @@ def forget(
     cache and remote until purged: see docs/operations.md, "Forgetting a user". Only the pseudonym is
     printed, never the raw id.
     """
+    from core.settings import get_settings
     from pipelines.dvc_ops import prepare_remote
     from pipelines.forget import forget_user
-    from pipelines.settings import get_settings
 
     settings = get_settings()
     remote = remote or settings.dvc_remote

@@ -34,10 +34,10 @@ def publish(
     Exit 2: bad input or a refused operation (raw user ids, different content under a
     published id without --replace, DVC failure).
     """
+    from core.settings import get_settings
     from pipelines.dvc_ops import prepare_remote
     from pipelines.params import load_params
     from pipelines.publish import PublishResult, publish_batches
-    from pipelines.settings import get_settings
     from pipelines.validate import ValidationReport, validate_batch
 
     settings = get_settings()

@@ -38,10 +38,15 @@ def register_cmd(
     actor: str | None = ActorOption,
 ) -> None:
     """Register the best model of a pipeline run and point the `challenger` alias at it."""
-    from pipelines.registry import register_best
+    from registry.register import register_best
 
     settings, params = command_context()
-    result = register_best(pipeline_run, settings=settings, params=params, actor=actor or _default_actor())
+    result = register_best(
+        pipeline_run,
+        settings=settings,
+        primary_metric=params.promote.primary_metric,
+        actor=actor or _default_actor(),
+    )
     state = "registered new" if result.created else "reused existing (same lineage)"
     metric = result.metrics.get(result.primary_metric, float("nan"))
     typer.echo(
@@ -113,7 +118,7 @@ def rollback_cmd(
     actor: str | None = ActorOption,
 ) -> None:
     """Point `champion` back at `previous` (or --to VERSION); `previous` becomes the old champion."""
-    from pipelines.rollback import rollback
+    from registry.rollback import rollback
 
     settings, _ = command_context()
     result = rollback(to_version=to, settings=settings, actor=actor or _default_actor(), reason=reason)
@@ -133,8 +138,8 @@ def audit_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.audit import audit_log, to_utc
-    from pipelines.errors import RecopsError
+    from core.errors import RecopsError
+    from registry.audit import audit_log, to_utc
 
     settings, _ = command_context()
     log = audit_log(settings)

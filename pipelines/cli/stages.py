@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from pipelines.cli.context import command_context
+from pipelines.cli.context import step_context
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
@@ -20,9 +20,8 @@ def features() -> None:
     """Build features and the temporal split from the published data (DVC stage `features`)."""
     from pipelines.stages import run_features
 
-    settings, params = command_context()
-    summary = run_features(settings, params)
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    result = run_features(step_context())
+    typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
 
 
 def train(
@@ -31,9 +30,8 @@ def train(
     """Train one model family and log it to MLflow (DVC stage `train@FAMILY`)."""
     from pipelines.train import run_train
 
-    settings, params = command_context()
-    out = run_train(family, settings, params)
-    typer.echo(f"trained {family} -> {out}")
+    result = run_train(step_context(), family)
+    typer.echo(f"trained {family} -> {result.outputs['model']} (run {result.run_ids['model']})")
 
 
 def evaluate() -> None:
@@ -43,8 +41,11 @@ def evaluate() -> None:
 
     from pipelines.stages import run_evaluate
 
-    settings, params = command_context()
-    metrics = run_evaluate(settings, params)
+    result = run_evaluate(step_context())
+    metrics: dict[str, dict[str, float]] = {}
+    for key, value in result.metrics.items():
+        family, name = key.split(".", 1)
+        metrics.setdefault(family, {})[name] = value
     names = ["ndcg_at_10", "recall_at_10", "mrr_at_10", "map_at_10", "coverage_at_10", "ndcg_at_10_cold"]
     table = Table(title="evaluation (full ranking, test period)")
     table.add_column("family")

@@ -24,13 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from core.errors import RecopsError
+from core.privacy import pseudonymize
+from core.schema import CATALOG_FILE, EVENT_TYPES, EVENTS_FILE, coerce_catalog, coerce_events
 from pipelines.datasets.synthetic_catalog import Catalogue, CatalogueDynamics, build_catalogue
 from pipelines.datasets.synthetic_sessions import DAY_US, DayEvents, ShopBehaviour, simulate_day
 from pipelines.datasets.synthetic_users import UserPopulation
-from pipelines.errors import RecopsError
 from pipelines.params import GenerateParams
-from pipelines.privacy import pseudonymize
-from pipelines.schema import CATALOG_FILE, EVENT_TYPES, EVENTS_FILE, coerce_catalog, coerce_events
 
 PARQUET_COMPRESSION: Final = "zstd"
 

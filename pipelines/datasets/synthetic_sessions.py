@@ -29,7 +29,7 @@ from pipelines.datasets.synthetic_users import UserPopulation
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
-VIEW, CLICK, ADD_TO_CART, PURCHASE = 0, 1, 2, 3  # indices into pipelines.schema.EVENT_TYPES
+VIEW, CLICK, ADD_TO_CART, PURCHASE = 0, 1, 2, 3  # indices into core.schema.EVENT_TYPES
 COMPLEMENT, SIMILAR, TASTE, BRAND, POPULAR, REBUY = range(6)
 
 SECOND_US = 1_000_000

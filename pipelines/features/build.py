@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.schema import EVENT_TYPES
 from pipelines.features.clean import clean_events, deduplicate
 from pipelines.features.encode import prepare_catalog
 from pipelines.features.featureset import EVENT_FRAME_DTYPES, FeatureSet
@@ -18,7 +19,6 @@ from pipelines.features.split import (
 )
 from pipelines.features.stats import content_columns, interaction_columns
 from pipelines.params import FeatureParams
-from pipelines.schema import EVENT_TYPES
 
 US = 1_000_000
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.features.encode import encode_event_types, encode_items
 
 REQUIRED_EVENT_FIELDS = ("user_id", "item_id", "event_type", "ts")
@@ -24,7 +24,7 @@ class EncodedEvents:
 
     user: NDArray[np.int64]  # dense user index, users sorted by user_id
     item: NDArray[np.int64]  # item index into the sorted catalogue
-    event_type: NDArray[np.int8]  # code into pipelines.schema.EVENT_TYPES
+    event_type: NDArray[np.int8]  # code into core.schema.EVENT_TYPES
     ts_us: NDArray[np.int64]  # unix microseconds, UTC
     user_ids: NDArray[np.str_]  # user index -> user_id
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pipelines.errors import RecopsError
-from pipelines.schema import CATALOG_COLUMN_NAMES, EVENT_TYPES
+from core.errors import RecopsError
+from core.schema import CATALOG_COLUMN_NAMES, EVENT_TYPES
 
-#: Integer code of each event type: its position in :data:`pipelines.schema.EVENT_TYPES`.
+#: Integer code of each event type: its position in :data:`core.schema.EVENT_TYPES`.
 EVENT_TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from core.errors import RecopsError
 from models.base import IntArray, Interactions
-from pipelines.errors import RecopsError
 from pipelines.features.split import TEST, TRAIN, VALID, SplitInfo
 from pipelines.params import FeatureParams
 
@@ -33,7 +33,7 @@ _SPLIT_CODES: dict[str, tuple[int, ...]] = {
 EVENT_FRAME_DTYPES: dict[str, str] = {
     "user_idx": "int32",
     "item_idx": "int32",
-    "event_type": "int8",  # code into pipelines.schema.EVENT_TYPES
+    "event_type": "int8",  # code into core.schema.EVENT_TYPES
     "weight": "float32",
     "ts": "int64",  # unix seconds, UTC
     "session_idx": "int32",

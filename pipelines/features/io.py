@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.features.featureset import EVENT_FRAME_DTYPES, FeatureSet
 from pipelines.features.split import SplitInfo
 from pipelines.params import FeatureParams

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.features.sessions import position_from_end
 
 TRAIN, VALID, TEST = 0, 1, 2

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from core.schema import EVENT_TYPES
 from pipelines.features.encode import category_codes, price_buckets
-from pipelines.schema import EVENT_TYPES
 
 N_PRICE_BUCKETS = 10
 US_PER_DAY = 86_400 * 1_000_000

@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from pipelines.schema import Column
+from core.schema import Column
 from pipelines.validation.frames import PreparedTable, stored_kind_fits
 from pipelines.validation.report import Outcome, show
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
-from pipelines.schema import Column
+from core.schema import Column
 
 #: ISO-8601 date and time, optional fraction and offset (naive values count as UTC, like the schema).
 TIMESTAMP_PATTERN: Final = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?"

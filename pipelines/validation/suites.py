@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite

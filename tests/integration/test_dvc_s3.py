@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from core.privacy import pseudonymize
 from pipelines.dvc_ops import DvcHashMismatch, configure_s3_remote, dvc_pull, dvc_status_cloud, run_dvc
-from pipelines.privacy import pseudonymize
 from pipelines.publish import publish_batch
 from tests.factories import make_catalog, make_events, write_batch
 from tests.pipelines.dvc_repo import make_dvc_repo, tree_digest

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.audit import audit_log
+from core.settings import Settings
 from pipelines.params import Params
 from pipelines.promote import promote
-from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version, register_best
-from pipelines.rollback import rollback
-from pipelines.settings import Settings
-from service.model_loader import cache_root, load_alias, registry_client
+from registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, alias_version
+from registry.audit import audit_log
+from registry.client import mlflow_client
+from registry.loader import cache_root, load_alias
+from registry.register import register_best
+from registry.rollback import rollback
 from tests.conftest import MLflowServer
 from tests.registry_helpers import (
     fit_package,
@@ -58,16 +60,20 @@ def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, t
         lineage=good.lineage, parent_run_id=good.parent_run_id,
     )  # fmt: skip
 
-    first = register_best(good.parent_run_id, settings=settings, params=Params(), actor="it")
-    second = register_best(None, settings=settings, params=Params(), actor="it")
+    first = register_best(
+        good.parent_run_id, settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
+    )
+    second = register_best(
+        None, settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
+    )
     assert first.created and not second.created and first.version == second.version
     v2 = first.version
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     versions = client.search_model_versions(f"name = '{settings.model_name}'")
     assert sorted(int(v.version) for v in versions) == [v1, v2]
     assert client.get_model_version(settings.model_name, str(v2)).tags["family"] == "itemknn"
 
-    better = promote(settings=settings, params=Params(), actor="it")
+    better = promote(settings=settings, primary_metric=Params().promote.primary_metric, actor="it")
     assert better.outcome == "promoted", better.reasons
     assert alias_version(client, settings.model_name, CHAMPION) == v2
     assert alias_version(client, settings.model_name, PREVIOUS) == v1
@@ -75,9 +81,13 @@ def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, t
     assert client.get_run(better.promotion_run_id).data.tags["decision"] == "promoted"
 
     bad = log_package(settings, fit_package(fs, "bad"), tmp_path, metrics={"ndcg_at_10": 0.5})
-    v3 = register_best(bad.parent_run_id, settings=settings, params=Params(), actor="it").version
+    v3 = register_best(
+        bad.parent_run_id, settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
+    ).version
     assert alias_version(client, settings.model_name, CHALLENGER) == v3
-    worse = promote(settings=settings, params=Params(), actor="it")  # logged 0.5, but worse on today's data
+    worse = promote(
+        settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
+    )  # logged 0.5, but worse on today's data
     assert worse.outcome == "blocked"
     assert alias_version(client, settings.model_name, CHAMPION) == v2
 
@@ -117,7 +127,7 @@ def test_concurrent_promotions_on_server_have_one_winner(
     outcomes, errors = race_two_promotions(settings, monkeypatch)
     assert not errors, errors
     assert sorted(outcomes) == ["lost_race", "promoted"]
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     assert alias_version(client, settings.model_name, CHAMPION) == v2
     assert alias_version(client, settings.model_name, PREVIOUS) == v1
     rows = audit_log(settings).history(settings.model_name)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import models.base as base
+from core.errors import RecopsError
 from models import MODEL_FAMILIES, UnknownModelFamilyError, create_model, load_model
 from models.base import (
     CONFIG_FILE,
@@ -23,7 +24,6 @@ from models.base import (
     Recommender,
     top_k,
 )
-from pipelines.errors import RecopsError
 from pipelines.params import TrainParams
 from tests.models.conftest import (
     GROUP_A,

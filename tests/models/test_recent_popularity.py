@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.errors import RecopsError
 from models import PopularityRecommender, RecentPopularityRecommender, create_model
-from pipelines.errors import RecopsError
 from tests.models.conftest import DAY, T0, make_interactions, old_hit_and_new_hit, random_interactions
 
 EMPTY = np.array([], dtype=np.int64)

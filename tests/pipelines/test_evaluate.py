@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from numpy.typing import NDArray
 
+from core.errors import RecopsError
 from models.base import EpochCallback, FloatArray, IntArray, Interactions, Recommender
-from pipelines.errors import RecopsError
 from pipelines.evaluate import build_task, evaluate_model, evaluate_models, paired_difference, results_table
 from pipelines.features import FeatureSet, build_features
 from pipelines.params import EvaluateParams, FeatureParams

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.errors import RecopsError
+from core.privacy import pseudonymize, pseudonymize_id
 from pipelines.dvc_ops import dvc_status_cloud
-from pipelines.errors import RecopsError
 from pipelines.forget import forget_user, remove_user_events, resolve_pseudonym
-from pipelines.privacy import pseudonymize, pseudonymize_id
 from pipelines.publish import canonical_events, publish_batch
 from tests.factories import make_catalog, make_events, write_batch
 from tests.pipelines.dvc_repo import dvc_file_md5, make_dvc_repo, tree_digest

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.params import Params, ParamsError, load_params
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"

@@ -10,23 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.settings import Settings
 from models import create_model
-from pipelines.audit import audit_log
 from pipelines.evaluate import build_task
-from pipelines.params import Params, PromoteParams
-from pipelines.promote import (
-    ModelScores,
-    PackageInFeatureSpace,
-    gate_checks,
-    gate_evaluate_params,
-    promote,
-    relative_change,
-    score_model,
-)
-from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version
-from pipelines.rollback import rollback
-from pipelines.settings import Settings
-from service.model_loader import registry_client
+from pipelines.gate_scoring import PackageInFeatureSpace, gate_evaluate_params, score_model
+from pipelines.params import Params
+from pipelines.promote import promote
+from registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version
+from registry.audit import audit_log
+from registry.client import mlflow_client
+from registry.gate import ModelScores, PromoteParams, gate_checks, relative_change
+from registry.rollback import rollback
 from tests.registry_helpers import (
     fit_package,
     log_package,
@@ -156,7 +150,7 @@ def test_first_model_must_beat_the_baseline(seeded: dict[str, Any]) -> None:
     blocked = promote(settings=settings, params=Params(), actor="ci")
     assert blocked.outcome == "blocked" and blocked.compared_with == "baseline"
     assert blocked.champion_after is None and blocked.challenger_version == bad
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     assert alias_version(client, settings.model_name, CHAMPION) is None
     good = register_run(settings, runs["good"], CHALLENGER)
     passed = promote(settings=settings, params=Params(), actor="ci")
@@ -183,7 +177,7 @@ def test_first_model_must_beat_the_baseline(seeded: dict[str, Any]) -> None:
 
 def test_promote_block_rollback_and_audit(seeded: dict[str, Any]) -> None:
     settings, runs = seeded["settings"], seeded["runs"]
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     v1 = register_run(settings, runs["popularity"], CHAMPION)
     t_v1 = datetime.now(UTC)
     v2 = register_run(settings, runs["good"], CHALLENGER)
@@ -242,7 +236,7 @@ def test_two_racing_promotions_have_exactly_one_winner(
     outcomes, errors = race_two_promotions(settings, monkeypatch)
     assert not errors, errors
     assert sorted(outcomes) == ["lost_race", "promoted"]
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     assert alias_version(client, settings.model_name, CHAMPION) == v2
     assert alias_version(client, settings.model_name, PREVIOUS) == v1
     rows = audit_log(settings).history(settings.model_name)
@@ -253,7 +247,7 @@ def test_two_racing_promotions_have_exactly_one_winner(
 
 def test_unloadable_challenger_is_blocked(seeded: dict[str, Any]) -> None:
     settings, runs = seeded["settings"], seeded["runs"]
-    client = registry_client(settings)
+    client = mlflow_client(settings)
     v1 = register_run(settings, runs["good"], CHAMPION)
     v2 = register_run(settings, runs["popularity"], CHALLENGER)
     root = Path(client.get_model_version_download_uri(settings.model_name, str(v2)).removeprefix("file://"))

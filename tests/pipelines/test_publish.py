@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from core.errors import RecopsError
+from core.privacy import pseudonymize
 from pipelines.dvc_ops import dvc_status_cloud
-from pipelines.errors import RecopsError
-from pipelines.privacy import pseudonymize
 from pipelines.publish import (
     ValidationRefused,
     canonical_catalog,

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.params import ValidateParams
 from pipelines.validate import ValidationFailed, ValidationReport, ensure_valid, validate_batch
 from pipelines.validation import guards
@@ -513,7 +513,7 @@ def test_expectation_that_raises_fails_the_batch(dirs: Dirs, tmp_path: Path) -> 
 
 
 def test_shipped_suites_cover_the_schema() -> None:
-    from pipelines.schema import CATALOG_COLUMNS, EVENT_COLUMNS
+    from core.schema import CATALOG_COLUMNS, EVENT_COLUMNS
 
     for name, schema in (("events", EVENT_COLUMNS), ("catalog", CATALOG_COLUMNS)):
         suite = load_suite(name)

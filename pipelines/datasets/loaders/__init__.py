@@ -1,6 +1,6 @@
 """Loaders of public datasets and of any CSV/Parquet file into the recops schema.
 
-Every loader returns ``(events, catalog)`` already coerced to :mod:`pipelines.schema` (string ids, UTC
+Every loader returns ``(events, catalog)`` already coerced to :mod:`core.schema` (string ids, UTC
 timestamps, event types from ``EVENT_TYPES``), with user ids pseudonymised when a key is given. The mapping
 of each source (and the synthetic clocks of sources without timestamps) is documented in its module and in
 ``docs/data.md`` ("Loaders"). :data:`SOURCES` maps a source name (as used by ``recops data load <name>``) to
@@ -17,6 +17,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from core.errors import RecopsError
 from pipelines.datasets.loaders.amazon_beauty import load_amazon_beauty
 from pipelines.datasets.loaders.common import (
     DataFileError,
@@ -30,7 +31,6 @@ from pipelines.datasets.loaders.generic import load_generic
 from pipelines.datasets.loaders.instacart import load_instacart
 from pipelines.datasets.loaders.movielens import load_movielens_100k, load_movielens_small
 from pipelines.datasets.loaders.yoochoose import load_yoochoose
-from pipelines.errors import RecopsError
 
 
 class Loader(Protocol):

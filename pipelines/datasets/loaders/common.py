@@ -34,10 +34,9 @@ from typing import Final, Literal, cast
 import numpy as np
 import pandas as pd
 
-from pipelines.datastore import check_batch_id
-from pipelines.errors import RecopsError
-from pipelines.privacy import pseudonymize
-from pipelines.schema import (
+from core.errors import RecopsError
+from core.privacy import pseudonymize
+from core.schema import (
     CATALOG_COLUMN_NAMES,
     CATALOG_FILE,
     EVENT_TYPES,
@@ -45,6 +44,7 @@ from pipelines.schema import (
     coerce_catalog,
     coerce_events,
 )
+from pipelines.datastore import check_batch_id
 
 #: Longest text accepted in any id, session, category or brand field.
 MAX_STRING_LENGTH: Final = 1024
@@ -528,7 +528,7 @@ def parse_event_types(
     """Event types: raw values are stripped, translated by ``mapping`` (raw -> type), then lower-cased.
 
     Raises:
-        DataFileError: missing values or types outside :data:`pipelines.schema.EVENT_TYPES`.
+        DataFileError: missing values or types outside :data:`core.schema.EVENT_TYPES`.
     """
     text = series.astype("string").str.strip()
     if mapping:

@@ -30,6 +30,7 @@ from typing import Final
 
 import pandas as pd
 
+from core.schema import EVENT_TYPES
 from pipelines.datasets.loaders.common import (
     SESSION_GAP_MINUTES,
     DataFileError,
@@ -43,7 +44,6 @@ from pipelines.datasets.loaders.common import (
     parse_timestamps,
     read_table,
 )
-from pipelines.schema import EVENT_TYPES
 
 EVENT_FIELDS: Final = (
     "user_id",

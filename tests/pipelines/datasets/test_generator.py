@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import RecopsError
+from core.privacy import is_pseudonymized, pseudonymize_id
+from core.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES
 from pipelines.datasets import GeneratorConfig, build_world, generate_batches, generate_dataset
-from pipelines.errors import RecopsError
-from pipelines.privacy import is_pseudonymized, pseudonymize_id
-from pipelines.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES
 
 KEY = "test-generator-key"
 CONFIG = GeneratorConfig(days=21, users=1200, items=500, seed=7, start=date(2026, 3, 2))

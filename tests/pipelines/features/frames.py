@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from pipelines.schema import coerce_events
+from core.schema import coerce_events
 from tests.factories import make_catalog
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

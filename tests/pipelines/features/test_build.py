@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import RecopsError
+from core.schema import EVENT_TYPES
 from pipelines.datastore import read_published
-from pipelines.errors import RecopsError
 from pipelines.features import TEST, TRAIN, VALID, FeatureSet, build_features
 from pipelines.params import FeatureParams
-from pipelines.schema import EVENT_TYPES
 from tests.factories import make_catalog, make_events, write_batch
 from tests.pipelines.features.frames import DAY, catalog, events_frame
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.features.clean import clean_events, deduplicate
 from pipelines.features.encode import prepare_catalog
 from tests.pipelines.features.frames import catalog, events_frame

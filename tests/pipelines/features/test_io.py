@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.features import build_features, read_features, write_features
 from pipelines.features.io import FILES, META_FILE, SUMMARY_FILE
 from pipelines.params import FeatureParams

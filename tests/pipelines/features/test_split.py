@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 from pipelines.features import TEST, TRAIN, VALID, build_features
 from pipelines.features.split import US_PER_DAY, leave_last_out_labels, temporal_boundaries
 from pipelines.params import FeatureParams

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.datasets.loaders.common import shared_data_dir
-from pipelines.schema import (
+from core.schema import (
     CATALOG_COLUMN_NAMES,
     EVENT_COLUMN_NAMES,
     EVENT_TYPES,
     coerce_catalog,
     coerce_events,
 )
+from pipelines.datasets.loaders.common import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[4]
 TEST_KEY = "loader-tests-key"

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import RecopsError
 from pipelines.datasets.loaders import load_movielens_100k
 from pipelines.datasets.loaders.common import MAX_STRING_LENGTH, DataFileError, read_table
 from pipelines.datasets.loaders.generic import load_generic
-from pipelines.errors import RecopsError
 
 MAPPING = {"user_id": "user", "item_id": "item", "ts": "time", "price": "price"}
 GOOD_ROWS = "user,item,time,price\nu1,i1,2024-01-01T10:00:00Z,1.5\nu2,i2,2024-01-01T11:00:00Z,2\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.errors import RecopsError
+from core.schema import coerce_catalog, coerce_events
 from pipelines.datasets.loaders.common import MANIFEST_FILE, limit_days, write_batches
 from pipelines.datastore import read_published
-from pipelines.errors import RecopsError
-from pipelines.schema import coerce_catalog, coerce_events
 from tests.factories import make_catalog, make_events
 
 DAYS = (date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 4))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
+from core.privacy import is_pseudonymized
 from pipelines.cli import app
-from pipelines.privacy import is_pseudonymized
 
 RECOPS = Path(sys.executable).parent / "recops"
 

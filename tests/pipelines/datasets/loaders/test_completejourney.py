@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.privacy import is_pseudonymized, pseudonymize_id
 from pipelines.datasets.loaders.completejourney import load_completejourney
-from pipelines.privacy import is_pseudonymized, pseudonymize_id
 from tests.pipelines.datasets.loaders.helpers import TEST_KEY, assert_schema
 
 

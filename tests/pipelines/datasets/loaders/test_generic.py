@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.privacy import pseudonymize_id
 from pipelines.datasets.loaders.common import DataFileError, read_table
 from pipelines.datasets.loaders.generic import load_generic, parse_event_type_map, parse_mapping
-from pipelines.privacy import pseudonymize_id
 from tests.pipelines.datasets.loaders.helpers import TEST_KEY, assert_schema
 
 MAPPING = {"user_id": "customer", "item_id": "sku", "ts": "time"}

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.privacy import is_pseudonymized
 from pipelines.datasets.loaders.common import DataFileError
 from pipelines.datasets.loaders.yoochoose import load_yoochoose
-from pipelines.privacy import is_pseudonymized
 from tests.pipelines.datasets.loaders.helpers import TEST_KEY, assert_schema
 
 

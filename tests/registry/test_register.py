@@ -6,19 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.audit import audit_log
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
+from core.settings import Settings
 from pipelines.params import Params
-from pipelines.registry import (
-    CHALLENGER,
-    RegistryError,
-    alias_version,
-    check_name,
-    lineage_key,
-    register_best,
-)
-from pipelines.settings import Settings
-from service.model_loader import load_alias, registry_client
+from registry.aliases import CHALLENGER, RegistryError, alias_version, check_name
+from registry.audit import audit_log
+from registry.client import mlflow_client
+from registry.loader import load_alias
+from registry.register import lineage_key, register_best
 from tests.registry_helpers import fit_package, log_package, write_features_for
 
 METRICS_GOOD = {
@@ -60,13 +55,20 @@ def test_register_best_picks_best_child_is_idempotent_and_audited(
     )  # fmt: skip
     params = Params()
 
-    first = register_best(None, settings=recops_settings, params=params, actor="tester")
+    first = register_best(
+        None, settings=recops_settings, primary_metric=params.promote.primary_metric, actor="tester"
+    )
     assert first.created and first.version == 1 and first.family == "itemknn"
     assert first.run_id == good.run_id and first.previous_challenger is None
-    again = register_best(good.parent_run_id, settings=recops_settings, params=params, actor="tester")
+    again = register_best(
+        good.parent_run_id,
+        settings=recops_settings,
+        primary_metric=params.promote.primary_metric,
+        actor="tester",
+    )
     assert not again.created and again.version == first.version and again.lineage_key == first.lineage_key
 
-    client = registry_client(recops_settings)
+    client = mlflow_client(recops_settings)
     versions = client.search_model_versions(f"name = '{recops_settings.model_name}'")
     assert [int(v.version) for v in versions] == [1]
     mv = client.get_model_version(recops_settings.model_name, "1")
@@ -100,7 +102,9 @@ def test_register_best_picks_best_child_is_idempotent_and_audited(
 
     # a new pipeline run (new lineage) gives a new version and moves challenger, audited
     newer = log_package(recops_settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3})
-    third = register_best(newer.parent_run_id, settings=recops_settings, params=params)
+    third = register_best(
+        newer.parent_run_id, settings=recops_settings, primary_metric=params.promote.primary_metric
+    )
     assert third.created and third.version == 2 and third.previous_challenger == 1
     assert [(r.from_version, r.to_version) for r in audit_log(recops_settings).history()] == [
         (None, 1),
@@ -110,13 +114,15 @@ def test_register_best_picks_best_child_is_idempotent_and_audited(
 
 def test_register_without_runs_or_metrics_is_a_clear_error(recops_settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match=r"does not exist|no pipeline run"):
-        register_best(None, settings=recops_settings, params=Params())
+        register_best(None, settings=recops_settings, primary_metric=Params().promote.primary_metric)
     fs = write_features_for(recops_settings)
     logged = log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics={"recall_at_10": 0.5})
     with pytest.raises(RegistryError, match="logged 'ndcg_at_10'"):
-        register_best(logged.parent_run_id, settings=recops_settings, params=Params())
+        register_best(
+            logged.parent_run_id, settings=recops_settings, primary_metric=Params().promote.primary_metric
+        )
     with pytest.raises(RegistryError, match="no pipeline run 'nope'"):
-        register_best("nope", settings=recops_settings, params=Params())
+        register_best("nope", settings=recops_settings, primary_metric=Params().promote.primary_metric)
 
 
 def test_cli_register_promote_rollback_audit_recommend(
@@ -124,8 +130,8 @@ def test_cli_register_promote_rollback_audit_recommend(
 ) -> None:
     from typer.testing import CliRunner
 
+    from core.privacy import pseudonymize
     from pipelines.cli import app
-    from pipelines.privacy import pseudonymize
     from tests.factories import make_catalog
     from tests.registry_helpers import clustered_events
 

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipelines.errors import RecopsError
-from pipelines.settings import Settings
+from core.errors import RecopsError
+from core.settings import Settings
 
 Action = Literal["register", "promote", "rollback", "blocked"]
 ACTIONS: tuple[Action, ...] = ("register", "promote", "rollback", "blocked")

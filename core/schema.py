@@ -12,7 +12,7 @@ from typing import Final
 
 import pandas as pd
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 
 EVENT_TYPES: Final[tuple[str, ...]] = ("view", "click", "add_to_cart", "purchase")
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.errors import RecopsError
+from core.errors import RecopsError
 
 #: Key used to pseudonymise user ids when none is configured. Fine for generated data on a laptop;
 #: refused when ``RECOPS_ENV=production`` (see :meth:`Settings._check_production`).

@@ -32,9 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from core.errors import RecopsError
+from core.settings import Settings
 from models.base import ModelLoadError
-from pipelines.errors import RecopsError
-from pipelines.settings import Settings
+from registry.aliases import resolve_alias
+from registry.client import harden_environment, is_not_found, mlflow_client
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 CACHE_DIR = "model-cache"
 ALIASES_DIR = "aliases"
 CHECKSUM_FILE = "checksum.json"
@@ -54,8 +55,6 @@ MLMODEL_FILE = "MLmodel"
 DEFAULT_PACKAGE_PATH = "artifacts/package"
 #: Files a package folder may hold; anything else is ignored (and reported), never opened.
 PACKAGE_FILES = ("package.json", "items.parquet", "model/config.json", "model/weights.safetensors")
-#: Registry error codes that mean "no such alias / model / version" rather than "registry unreachable".
-NOT_FOUND_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 
 
 class ModelLoaderError(RecopsError):
@@ -85,56 +84,10 @@ class LoadedModel:
     stale: bool = False  # registry unreachable: this is the last version the alias resolved to
 
 
-def harden_environment() -> None:
-    """Refuse pickle deserialization in MLflow (call before importing or using MLflow); no progress bars."""
-    os.environ[PICKLE_ENV] = "false"
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def registry_client(settings: Settings) -> MlflowClient:
-    """An MLflow client on the configured tracking and registry URIs, with pickle loading refused."""
-    harden_environment()
-    import mlflow
-    from mlflow import MlflowClient
-
-    if settings.mlflow_tracking_uri.startswith("sqlite:"):
-        settings.runtime_dir.mkdir(parents=True, exist_ok=True)
-    # The registry store resolves `models:/<logged model id>` sources through the *global* tracking URI;
-    # left unset, MLflow would look in ./mlflow.db and not find the model.
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_registry_uri)
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_registry_uri)
-
-
 def cache_root(settings: Settings, name: str) -> Path:
     """``<runtime>/model-cache/<model name>``."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
     return settings.runtime_dir / CACHE_DIR / safe
-
-
-def error_code(exc: BaseException) -> str:
-    """The MLflow error code name of an exception (empty for non-MLflow errors)."""
-    return str(getattr(exc, "error_code", "") or "")
-
-
-def is_not_found(exc: BaseException) -> bool:
-    return error_code(exc) in NOT_FOUND_CODES
-
-
-def resolve_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version ``alias`` points to, or None when the model or alias does not exist.
-
-    Errors other than "not found" (the registry is down, refuses access, ...) propagate.
-    """
-    harden_environment()
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if is_not_found(exc):
-            return None
-        raise
 
 
 def peek_alias(
@@ -145,7 +98,7 @@ def peek_alias(
     For pollers: call :func:`load_alias` only when this differs from the version being served. Registry
     errors propagate (keep serving what you have).
     """
-    mv = resolve_alias(client or registry_client(settings), settings.model_name, alias)
+    mv = resolve_alias(client or mlflow_client(settings), settings.model_name, alias)
     return None if mv is None else int(mv.version)
 
 
@@ -170,7 +123,7 @@ def load_alias(
     """
     name = settings.model_name
     try:
-        client = client or registry_client(settings)
+        client = client or mlflow_client(settings)
         mv = resolve_alias(client, name, alias)
     except Exception as exc:  # MlflowException, requests/SQLAlchemy errors: the registry is unreachable
         if not allow_stale:
@@ -190,7 +143,7 @@ def load_version(version: int, *, settings: Settings, client: MlflowClient | Non
     harden_environment()
     from mlflow.exceptions import MlflowException
 
-    client = client or registry_client(settings)
+    client = client or mlflow_client(settings)
     name = settings.model_name
     try:
         mv = client.get_model_version(name, str(version))

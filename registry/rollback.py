@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipelines.audit import AuditLog, audit_log
-from pipelines.registry import (
+from core.settings import Settings
+from registry.aliases import (
     CHAMPION,
     PREVIOUS,
     RegistryError,
@@ -22,7 +22,7 @@ from pipelines.registry import (
     lock_name,
     move_alias,
 )
-from pipelines.settings import Settings
+from registry.audit import AuditLog, audit_log
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -61,10 +61,11 @@ def rollback(
         RegistryError: no champion, no previous version, unknown or unloadable target, or the champion
             moved while the rollback was being prepared.
     """
-    from service.model_loader import AliasNotFoundError, ModelLoaderError, load_version, registry_client
+    from registry.client import mlflow_client
+    from registry.loader import AliasNotFoundError, ModelLoaderError, load_version
 
     name = check_name(settings.model_name, "model name")
-    client = client or registry_client(settings)
+    client = client or mlflow_client(settings)
     audit = audit or audit_log(settings)
     current = alias_version(client, name, CHAMPION)
     if current is None:
@@ -108,7 +109,7 @@ def rollback(
 def _check_exists(client: MlflowClient, name: str, version: int) -> None:
     from mlflow.exceptions import MlflowException
 
-    from service.model_loader import is_not_found
+    from registry.client import is_not_found
 
     try:
         client.get_model_version(name, str(version))

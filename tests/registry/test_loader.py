@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.settings import Settings
-from service.model_loader import (
+from core.settings import Settings
+from registry.client import mlflow_client
+from registry.loader import (
     AliasNotFoundError,
     ModelLoaderError,
     RegistryUnavailableError,
@@ -19,7 +20,6 @@ from service.model_loader import (
     load_alias,
     load_version,
     peek_alias,
-    registry_client,
 )
 from tests.registry_helpers import fit_package, log_package, pickle_bomb, register_run, write_features_for
 
@@ -127,7 +127,7 @@ def test_planted_pickle_is_never_executed(recops_settings: Settings, fs, tmp_pat
     )  # fmt: skip
     version = register_run(recops_settings, logged, "champion")
     # also plant pickles at the root of the logged model, where pyfunc would look for them
-    client = registry_client(recops_settings)
+    client = mlflow_client(recops_settings)
     root = Path(
         client.get_model_version_download_uri(recops_settings.model_name, str(version)).removeprefix(
             "file://"
@@ -149,7 +149,7 @@ def test_corrupt_package_fails_to_load_and_is_not_cached(
     good = _version(recops_settings, fs, tmp_path)
     load_alias("champion", settings=recops_settings)
     broken = _version(recops_settings, fs, tmp_path, alias=None)
-    client = registry_client(recops_settings)
+    client = mlflow_client(recops_settings)
     root = Path(
         client.get_model_version_download_uri(recops_settings.model_name, str(broken)).removeprefix("file://")
     )

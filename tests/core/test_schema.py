@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.errors import RecopsError
-from pipelines.schema import (
+from core.errors import RecopsError
+from core.schema import (
     CATALOG_COLUMN_NAMES,
     CATALOG_COLUMNS,
     EVENT_COLUMN_NAMES,

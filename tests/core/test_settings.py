@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.errors import RecopsError
-from pipelines.settings import (
+from core.errors import RecopsError
+from core.settings import (
     DEV_PSEUDONYMIZATION_KEY,
     Settings,
     SettingsError,
@@ -41,7 +41,7 @@ def make(project: Path, **values: object) -> Settings:
 def test_default_project_dir_is_the_repository_root() -> None:
     root = default_project_dir()
     assert (root / "params.yaml").is_file()
-    assert (root / "pipelines" / "settings.py").is_file()
+    assert (root / "core" / "settings.py").is_file()
 
 
 def test_defaults_keep_all_state_under_runtime(clean_env: Path) -> None:

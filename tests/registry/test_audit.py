@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.audit import AuditError, AuditLog, lock_key
+from registry.audit import AuditError, AuditLog, lock_key
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
