@@ -73,7 +73,7 @@ def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, t
     assert sorted(int(v.version) for v in versions) == [v1, v2]
     assert client.get_model_version(settings.model_name, str(v2)).tags["family"] == "itemknn"
 
-    better = promote(settings=settings, primary_metric=Params().promote.primary_metric, actor="it")
+    better = promote(settings=settings, params=Params(), actor="it")
     assert better.outcome == "promoted", better.reasons
     assert alias_version(client, settings.model_name, CHAMPION) == v2
     assert alias_version(client, settings.model_name, PREVIOUS) == v1
@@ -85,9 +85,7 @@ def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, t
         bad.parent_run_id, settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
     ).version
     assert alias_version(client, settings.model_name, CHALLENGER) == v3
-    worse = promote(
-        settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
-    )  # logged 0.5, but worse on today's data
+    worse = promote(settings=settings, params=Params(), actor="it")  # logged 0.5, but worse on today's data
     assert worse.outcome == "blocked"
     assert alias_version(client, settings.model_name, CHAMPION) == v2
 
