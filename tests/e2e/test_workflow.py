@@ -13,7 +13,6 @@ import json
 import math
 import re
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +35,6 @@ PROJECT_PARAMS = {
 LANDING = "runtime/landing/t"
 BAD_LANDING = "runtime/landing/t-bad"
 MODEL_NAME = "recops-recommender"
-NOOP_REPRO_BUDGET_S = 10.0  # the budget is 2 s on an idle machine; this one is shared
 NEW_ALS_FACTORS = 16
 
 
@@ -134,13 +132,10 @@ def test_04_repro_runs_the_pipeline(project: E2EProject) -> None:
 
 
 def test_05_second_repro_is_a_noop(project: E2EProject) -> None:
-    started = time.perf_counter()
+    # How long a no-op takes is measured by bench/bench_pipeline.py, not asserted here.
     result = project.run("dvc", "repro")
-    seconds = time.perf_counter() - started
-    print(f"\n[e2e] no-op dvc repro: {seconds:.2f} s")
     assert "Running stage" not in result.stdout, result.describe()
     assert "Data and pipelines are up to date" in result.stdout, result.describe()
-    assert seconds < NOOP_REPRO_BUDGET_S, f"no-op dvc repro took {seconds:.2f} s (budget 2 s idle)"
 
 
 def test_06_one_family_param_reruns_only_that_family(project: E2EProject) -> None:

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import in_ci
 from tests.pipelines.datasets.loaders.helpers import raw_data_dir
 
 
 @pytest.fixture(scope="session")
 def raw_dir() -> Path:
     path = raw_data_dir()
-    # Test input, not a service: a checkout without the public data folder skips these tests loudly.
+    # Outside CI a checkout without the public data folder skips these tests loudly; in CI (CI=true) the
+    # data must be there, so its absence fails them instead of hiding them.
     if not path.is_dir():
-        pytest.skip(f"public raw data not found at {path} (set RECOPS_SHARED_DATA)")
+        message = f"public raw data not found at {path} (set RECOPS_SHARED_DATA)"
+        if in_ci():
+            pytest.fail(f"{message} (CI=true: the real-data tests must run)", pytrace=False)
+        pytest.skip(message)
     return path
