@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from models import create_model
-from models.base import IntArray, Interactions
+from models.base import FitContext, IntArray, Interactions
+from models.threads import limit_threads
 from pipelines.params import TrainParams
 
 SHARED_DATA = Path(
@@ -124,15 +125,14 @@ def main() -> None:
 
     params = TrainParams()
     families = args.families or list(params.families)
+    threads = limit_threads()  # once per process, as the train step does (BLAS: one thread)
+    ctx = FitContext(seed=args.seed, threads=threads)
     header = f"{'family':<18}{'fit s':>8}{'score s':>9}{'ms/user':>9}{'1-user ms':>11}{'HR@20':>8}"
     print(f"{header}{'peak RSS MiB':>14}")
     for family in families:
-        hyper = dict(params.family_params(family))
-        if family == "als":
-            hyper["random_state"] = args.seed
-        model = create_model(family, hyper)
+        model = create_model(family, params.config(family))
         t0 = time.perf_counter()
-        model.fit(train)
+        model.fit(train, ctx=ctx)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         ids, _ = model.recommend(batch, k=20)

@@ -9,44 +9,41 @@ A history has no event weights, so each occurrence of an item counts as the mean
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
+from pydantic import Field
 
 from models.base import (
     EpochCallback,
+    FitContext,
     FloatArray,
     IntArray,
     Interactions,
+    ModelConfig,
     ModelLoadError,
     Recommender,
     history_matrix,
 )
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 #: Padded (user, history item) slots solved at once when scoring (memory: this x ``factors`` x 8 bytes);
 #: small batches stay in cache and measured fastest (4-8k slots at 64 factors).
 SCORE_BATCH_SLOTS = 8_192
 
-
-@functools.cache
-def _blas_controller() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()  # inspecting the loaded libraries is the slow part: do it once
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """Context in which BLAS libraries use one thread (costs microseconds; restores the limit on exit)."""
-    return cast(contextlib.AbstractContextManager[Any], _blas_controller().limit(limits=1, user_api="blas"))
+#: Keys older ``config.json`` files hold that are no longer hyper-parameters (the seed and the thread count
+#: now come with each fit, in :class:`models.base.FitContext`).
+_FIT_TIME_KEYS = ("random_state", "num_threads")
 
 
 def confidence_matrix(data: Interactions, alpha: float) -> sp.csr_matrix:
     """``(n_users, n_items)`` CSR of ``1 + alpha * summed weight`` over observed pairs with weight > 0."""
+    import scipy.sparse as sp
+
     matrix = sp.csr_matrix(
         (data.weight.astype(np.float32), (data.user_idx, data.item_idx)),
         shape=(data.n_users, data.n_items),
@@ -58,49 +55,55 @@ def confidence_matrix(data: Interactions, alpha: float) -> sp.csr_matrix:
     return matrix
 
 
+class ALSConfig(ModelConfig):
+    """Hyper-parameters of :class:`ALSRecommender` (params.yaml ``train.als``; tuned on the generator data,
+    see docs/benchmarks.md).
+
+    Attributes:
+        factors: latent dimensions.
+        regularization: L2 penalty on the factors.
+        alpha: confidence slope, ``c = 1 + alpha * weight``; the best value depends on the event weights.
+        iterations: ALS sweeps (each solves all users, then all items).
+    """
+
+    factors: int = Field(128, ge=1)
+    regularization: float = Field(30.0, ge=0)
+    alpha: float = Field(1.0, gt=0)
+    iterations: int = Field(15, ge=1)
+
+
 class ALSRecommender(Recommender):
     """Alternating least squares on implicit feedback; scores are ``user_vector @ item_factors.T``.
 
-    Args:
-        factors: latent dimensions.
-        regularization: L2 penalty on the factors.
-        alpha: confidence slope, ``c = 1 + alpha * weight``.
-        iterations: ALS sweeps (each solves all users, then all items).
-        random_state: seed of the initial factors; the same seed gives the same model.
-        num_threads: implicit's worker threads (0 = all cores); results do not depend on it.
+    The initial factors come from ``FitContext.seed`` (same seed, same model, byte for byte) and implicit's
+    worker threads from ``FitContext.threads`` (the count does not change the result).
     """
 
     family = "als"
+    config_class = ALSConfig
+    config: ALSConfig
 
-    def __init__(
-        self,
-        factors: int = 64,
-        regularization: float = 0.05,
-        alpha: float = 10.0,
-        iterations: int = 15,
-        random_state: int | None = 42,
-        num_threads: int = 0,
-    ) -> None:
-        super().__init__()
-        if factors < 1 or iterations < 1:
-            raise ValueError("factors and iterations must be >= 1")
-        if regularization < 0 or not alpha > 0 or num_threads < 0:
-            raise ValueError("regularization and num_threads must be >= 0, alpha > 0")
-        self.factors = int(factors)
-        self.regularization = float(regularization)
-        self.alpha = float(alpha)
-        self.iterations = int(iterations)
-        self.random_state = None if random_state is None else int(random_state)
-        self.num_threads = int(num_threads)
-        self.item_factors: FloatArray = np.zeros((0, self.factors), dtype=np.float32)
+    def __init__(self, config: ALSConfig | None = None) -> None:
+        super().__init__(config)
+        self.item_factors: FloatArray = np.zeros((0, self.config.factors), dtype=np.float32)
         self.event_weight = 1.0  # mean training event weight, the weight given to each history entry
         self._solver_cache: tuple[FloatArray, NDArray[np.float64], NDArray[np.float64]] | None = None
 
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+    @classmethod
+    def _upgrade_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in saved.items() if k not in _FIT_TIME_KEYS}
+
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        confidence = confidence_matrix(data, self.alpha)
-        positive = data.weight[data.weight > 0]
+        confidence = confidence_matrix(train, self.config.alpha)
+        positive = train.weight[train.weight > 0]
         self.event_weight = float(positive.mean()) if len(positive) else 1.0
 
         def report(iteration: int, elapsed: float, loss: float | None) -> None:
@@ -110,26 +113,25 @@ class ALSRecommender(Recommender):
                     metrics["loss"] = float(loss)
                 on_epoch(iteration, metrics)
 
-        # implicit runs its own threads; a threaded BLAS underneath oversubscribes the cores (and warns).
-        with single_threaded_blas():
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=1.0,  # the matrix already holds the full confidence 1 + alpha * w
-                dtype=np.float32,
-                iterations=self.iterations,
-                calculate_training_loss=on_epoch is not None,
-                num_threads=self.num_threads,
-                random_state=self.random_state,
-            )
-            model.fit(confidence, show_progress=False, callback=report)
+        # BLAS pools are limited once per process (models.threads.limit_threads), not here.
+        model = AlternatingLeastSquares(
+            factors=self.config.factors,
+            regularization=self.config.regularization,
+            alpha=1.0,  # the matrix already holds the full confidence 1 + alpha * w
+            dtype=np.float32,
+            iterations=self.config.iterations,
+            calculate_training_loss=on_epoch is not None,
+            num_threads=ctx.resolved_threads(),
+            random_state=ctx.seed,
+        )
+        model.fit(confidence, show_progress=False, callback=report)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
 
     def user_vectors(self, histories: Sequence[IntArray]) -> NDArray[np.float64]:
         """Least-squares user factors for each history (zeros for empty histories), shape ``(n, factors)``."""
         self._check_fitted()
         counts = history_matrix(histories, self.n_items)
-        n, f = len(histories), self.factors
+        n, f = len(histories), self.config.factors
         vectors = np.zeros((n, f), dtype=np.float64)
         item_factors, gram = self._solver_state()
         lengths = np.diff(counts.indptr)
@@ -137,21 +139,20 @@ class ALSRecommender(Recommender):
         order = order[lengths[order] > 0]
         widths = lengths[order]
         start = 0
-        # Many small products: a threaded BLAS only adds overhead (10x slower on a busy 2-core machine).
-        with single_threaded_blas():
-            while start < len(order):  # lengths ascend, so a chunk's last history is its widest
-                stop = start + 1
-                while stop < len(order) and (stop - start + 1) * int(widths[stop]) <= SCORE_BATCH_SLOTS:
-                    stop += 1
-                vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
-                start = stop
+        # Many small products: the process limits BLAS to one thread once (models.threads.limit_threads).
+        while start < len(order):  # lengths ascend, so a chunk's last history is its widest
+            stop = start + 1
+            while stop < len(order) and (stop - start + 1) * int(widths[stop]) <= SCORE_BATCH_SLOTS:
+                stop += 1
+            vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
+            start = stop
         return vectors
 
     def _solver_state(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Item factors in float64 and ``Y^T Y + reg I``, computed once per set of item factors."""
         if self._solver_cache is None or self._solver_cache[0] is not self.item_factors:
             item_factors = self.item_factors.astype(np.float64)
-            gram = item_factors.T @ item_factors + self.regularization * np.eye(self.factors)
+            gram = item_factors.T @ item_factors + self.config.regularization * np.eye(self.config.factors)
             self._solver_cache = (self.item_factors, item_factors, gram)
         return self._solver_cache[1], self._solver_cache[2]
 
@@ -164,10 +165,10 @@ class ALSRecommender(Recommender):
         width = int(lengths.max())
         slot = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], lengths)
         row = np.repeat(np.arange(len(rows)), lengths)
-        factors = np.zeros((len(rows), width, self.factors), dtype=np.float64)
+        factors = np.zeros((len(rows), width, self.config.factors), dtype=np.float64)
         factors[row, slot] = item_factors[sub.indices]
         extra = np.zeros((len(rows), width), dtype=np.float64)  # c - 1 = alpha * weight
-        extra[row, slot] = self.alpha * self.event_weight * sub.data
+        extra[row, slot] = self.config.alpha * self.event_weight * sub.data
         lhs = gram[None] + np.matmul(factors.transpose(0, 2, 1) * extra[:, None, :], factors)
         rhs = np.matmul((1.0 + extra)[:, None, :], factors)[:, 0, :]  # padding slots have zero factors
         solved: NDArray[np.float64] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
@@ -178,16 +179,6 @@ class ALSRecommender(Recommender):
         vectors = self.user_vectors(histories).astype(np.float32)
         return np.asarray(vectors @ self.item_factors.T, dtype=np.float32)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "factors": self.factors,
-            "regularization": self.regularization,
-            "alpha": self.alpha,
-            "iterations": self.iterations,
-            "random_state": self.random_state,
-            "num_threads": self.num_threads,
-        }
-
     def _weights(self) -> dict[str, NDArray[Any]]:
         return {
             "item_factors": self.item_factors,
@@ -197,8 +188,9 @@ class ALSRecommender(Recommender):
     def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
         item_factors = weights.get("item_factors")
         event_weight = weights.get("event_weight")
-        if item_factors is None or item_factors.shape != (self.n_items, self.factors):
-            raise ModelLoadError(f"als item_factors missing or not of shape ({self.n_items}, {self.factors})")
+        shape = (self.n_items, self.config.factors)
+        if item_factors is None or item_factors.shape != shape:
+            raise ModelLoadError(f"als item_factors missing or not of shape {shape}")
         if event_weight is None or event_weight.shape != (1,):
             raise ModelLoadError("als weights lack event_weight")
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)

@@ -5,23 +5,34 @@ the job of the item index shipped with each model package (see ``pipelines.featu
 only by their *history* (chronological item indices), so the same call serves offline evaluation, cold users
 (empty history) and real-time requests whose history the online store just updated.
 
+Each family has one frozen :class:`ModelConfig` subclass holding its hyper-parameters and their defaults: it
+is both its ``train.<family>`` section of params.yaml and its constructor input. How to fit (seed, device,
+threads) is not a hyper-parameter: it arrives with each :meth:`Recommender.fit` as a :class:`FitContext`.
+
 Weights are stored as safetensors plus a JSON config: never pickle.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import RecopsError
+from models.arrays import SECONDS_PER_DAY as SECONDS_PER_DAY
+from models.arrays import FloatArray as FloatArray
+from models.arrays import IntArray as IntArray
+from models.arrays import decayed_popularity as decayed_popularity
+from models.arrays import flatten_histories as flatten_histories
+from models.arrays import history_matrix as history_matrix
+from models.arrays import top_k as top_k
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -32,13 +43,64 @@ RECOMMEND_BLOCK_CELLS = 1 << 22
 
 #: Half-life (days before the newest training event) of the popularity that users without history get.
 COLD_HALF_LIFE_DAYS = 7.0
-SECONDS_PER_DAY = 86_400.0
 
 #: Called after each training epoch / iteration with (epoch, metrics); used to log per-epoch MLflow metrics.
 EpochCallback = Callable[[int, dict[str, float]], None]
 
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float32]
+Device = Literal["cpu", "cuda"]
+
+
+class ModelLoadError(RecopsError):
+    """A saved model is missing, corrupt or of an unknown family/format."""
+
+
+class ModelConfig(BaseModel):
+    """Base of every family's hyper-parameters: frozen, unknown keys refused, the defaults in one place.
+
+    A subclass is the family's ``train.<family>`` section of params.yaml, its constructor input and what its
+    ``config.json`` records. Constraints on values are pydantic field constraints or validators, so a bad
+    value fails the same way from params.yaml, from ``create_model`` and from a saved model.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def config_errors(exc: ValidationError) -> str:
+    """A pydantic error as one line for a person: ``factors: Input should be ... ; alpha: ...``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """How to fit, chosen by the caller and never saved with the model.
+
+    Attributes:
+        seed: seed of every random choice a family makes (initial factors, sampling, shuffling).
+        device: ``"cpu"`` or ``"cuda"``. Families that only run on a CPU ignore it.
+        threads: worker threads a family may start itself (implicit's ``num_threads``, torch's intra-op
+            threads); 0 means every core the process may use. BLAS pools are not set here but once per
+            process (:func:`models.threads.limit_threads`).
+    """
+
+    seed: int = 42
+    device: Device = "cpu"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"FitContext.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.threads < 0:
+            raise ValueError(f"FitContext.threads must be >= 0, got {self.threads}")
+
+    def resolved_threads(self) -> int:
+        """:attr:`threads`, with 0 turned into the number of cores the process may use."""
+        from models.threads import available_cpus
+
+        return self.threads or available_cpus()
 
 
 @dataclass(frozen=True)
@@ -75,20 +137,26 @@ class Interactions:
         return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
 
-class ModelLoadError(RecopsError):
-    """A saved model is missing, corrupt or of an unknown family/format."""
-
-
 class Recommender(ABC):
     """Base class: subclasses implement ``_fit``, ``score``, ``_weights`` and ``_from_weights``.
 
-    ``recommend`` (top-K with exclusions, padding and a popularity fallback for empty histories) is shared,
-    so every family behaves the same at the edges and one contract test suite covers them all.
+    A family sets :attr:`family`, :attr:`config_class` (its :class:`ModelConfig`) and takes an instance of
+    it as its only constructor argument (None: the defaults). ``recommend`` (top-K with exclusions, padding
+    and a popularity fallback for empty histories) is shared, so every family behaves the same at the edges
+    and one contract test suite covers them all.
     """
 
     family: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
 
-    def __init__(self) -> None:
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
         self.n_items: int = 0
         # Weighted interaction count per item; every family keeps it for cold users and tie-breaking.
         self.item_popularity: FloatArray = np.zeros(0, dtype=np.float32)
@@ -97,16 +165,21 @@ class Recommender(ABC):
 
     # --- to implement -------------------------------------------------------------------------------
     @abstractmethod
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
-        """Learn from ``data`` (``self.n_items`` and ``self.item_popularity`` are already set)."""
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
+        """Learn from ``train`` (``self.n_items`` and the popularity arrays are already set).
+
+        ``valid`` (None or non-empty) is only for early stopping; families that do not early-stop ignore it.
+        """
 
     @abstractmethod
     def score(self, histories: Sequence[IntArray]) -> FloatArray:
         """Scores of every item for each history: shape ``(len(histories), n_items)``, higher is better."""
-
-    @abstractmethod
-    def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-serialisable: ``type(self)(**hyperparameters())`` rebuilds it."""
 
     @abstractmethod
     def _weights(self) -> dict[str, NDArray[Any]]:
@@ -115,6 +188,15 @@ class Recommender(ABC):
     @abstractmethod
     def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
         """Restore learned state saved by ``_weights``."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The config as JSON values: ``type(self)(config_class(**hyperparameters()))`` rebuilds the model."""
+        return self.config.model_dump(mode="json")
+
+    @classmethod
+    def _upgrade_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """Hyper-parameters read from an older ``config.json``, in today's form (default: unchanged)."""
+        return saved
 
     def cold_scores(self) -> FloatArray:
         """Scores of every item for a user without history (default: recent, time-decayed popularity).
@@ -125,16 +207,37 @@ class Recommender(ABC):
         return self.cold_popularity if len(self.cold_popularity) == self.n_items else self.item_popularity
 
     # --- shared behaviour -----------------------------------------------------------------------------
-    def fit(self, data: Interactions, on_epoch: EpochCallback | None = None) -> Self:
-        """Train on ``data``; returns ``self``."""
-        if len(data) == 0:
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        ctx: FitContext | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> Self:
+        """Train on ``train``; returns ``self``.
+
+        Args:
+            train: the events to learn from.
+            valid: held-out later events for early stopping (same users and items); ignored by families
+                that do not early-stop. An empty one counts as None.
+            ctx: seed, device and thread budget (default: ``FitContext()``).
+            on_epoch: called after each epoch / iteration with its metrics.
+        Raises:
+            ValueError: ``train`` is empty, or ``valid`` indexes other users or items.
+        """
+        if len(train) == 0:
             raise ValueError(f"{self.family}: cannot fit on zero interactions")
-        self.n_items = data.n_items
-        self.item_popularity = np.bincount(data.item_idx, weights=data.weight, minlength=data.n_items).astype(
-            np.float32
-        )
-        self.cold_popularity = decayed_popularity(data, COLD_HALF_LIFE_DAYS)
-        self._fit(data, on_epoch)
+        if valid is not None and (valid.n_items, valid.n_users) != (train.n_items, train.n_users):
+            raise ValueError(
+                f"{self.family}: valid has {valid.n_users} users x {valid.n_items} items, "
+                f"train {train.n_users} x {train.n_items}; both must use the same index"
+            )
+        self.n_items = train.n_items
+        self.item_popularity = np.bincount(
+            train.item_idx, weights=train.weight, minlength=train.n_items
+        ).astype(np.float32)
+        self.cold_popularity = decayed_popularity(train, COLD_HALF_LIFE_DAYS)
+        self._fit(train, valid if valid is not None and len(valid) else None, ctx or FitContext(), on_epoch)
         return self
 
     def recommend(
@@ -145,6 +248,9 @@ class Recommender(ABC):
         item_mask: NDArray[np.bool_] | None = None,
     ) -> tuple[IntArray, FloatArray]:
         """Top-``k`` item indices and scores for each history, best first.
+
+        Ties are broken by a tiny all-time popularity term, then by item index (lowest first), so the
+        result is the same on every run and machine.
 
         Args:
             histories: per user, the chronological item indices they interacted with (may be empty).
@@ -187,7 +293,7 @@ class Recommender(ABC):
         item_mask: NDArray[np.bool_] | None,
     ) -> tuple[IntArray, FloatArray]:
         scores = self.score(histories).astype(np.float32, copy=True)
-        # Cold rows fall back to cold_scores(); a tiny popularity term breaks ties deterministically.
+        # Cold rows fall back to cold_scores(); a tiny popularity term breaks ties (top_k then the index).
         pop = self.item_popularity / max(float(self.item_popularity.max()), 1.0)
         cold_rows = np.array([len(h) == 0 for h in histories])
         if cold_rows.any():
@@ -202,14 +308,17 @@ class Recommender(ABC):
         return top_k(scores, k)
 
     def save(self, path: Path) -> None:
-        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` (created if needed)."""
+        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` (created if needed).
+
+        The bytes depend only on the fitted state: JSON with sorted keys, safetensors without metadata.
+        """
         from safetensors.numpy import save_file
 
         self._check_fitted()
         path.mkdir(parents=True, exist_ok=True)
         weights = {"item_popularity": self.item_popularity, "cold_popularity": self.cold_popularity}
         weights.update(self._weights())
-        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(path / WEIGHTS_FILE))
+        save_file({k: np.ascontiguousarray(v) for k, v in sorted(weights.items())}, str(path / WEIGHTS_FILE))
         config = {
             "format_version": FORMAT_VERSION,
             "family": self.family,
@@ -231,10 +340,16 @@ class Recommender(ABC):
             weights = load_file(str(path / WEIGHTS_FILE))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read weights in {path}: {exc}") from exc
+        hyper = config["hyperparameters"]
+        if not isinstance(hyper, dict):
+            raise ModelLoadError(f"{path / CONFIG_FILE}: hyperparameters must be a mapping")
         try:
-            model = cls(**config["hyperparameters"])
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{path / CONFIG_FILE}: bad {cls.family} hyperparameters: {exc}") from exc
+            model_config = cls.config_class.model_validate(cls._upgrade_hyperparameters(dict(hyper)))
+        except ValidationError as exc:
+            raise ModelLoadError(
+                f"{path / CONFIG_FILE}: bad {cls.family} hyperparameters: {config_errors(exc)}"
+            ) from exc
+        model = cls(model_config)
         model.n_items = int(config["n_items"])
         if "item_popularity" not in weights:
             raise ModelLoadError(f"{path}: weights lack item_popularity")
@@ -268,66 +383,3 @@ def read_config(path: Path) -> dict[str, Any]:
         if key not in config:
             raise ModelLoadError(f"{path / CONFIG_FILE}: missing {key!r}")
     return config
-
-
-def decayed_popularity(data: Interactions, half_life_days: float) -> FloatArray:
-    """Summed event weights per item, each halved for every ``half_life_days`` before the newest event."""
-    if len(data) == 0:
-        return np.zeros(data.n_items, dtype=np.float32)
-    age_days = (int(data.ts.max()) - data.ts).astype(np.float64) / SECONDS_PER_DAY
-    decay = np.exp(-math.log(2.0) * age_days / half_life_days)
-    return np.bincount(data.item_idx, weights=data.weight * decay, minlength=data.n_items).astype(np.float32)
-
-
-def flatten_histories(histories: Sequence[IntArray], n_items: int) -> tuple[IntArray, IntArray]:
-    """``(row, item)`` pairs of every entry of ``histories`` (in order), checked against ``[0, n_items)``."""
-    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    rows = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
-    if not len(rows):
-        return rows, np.empty(0, dtype=np.int64)
-    items = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
-    if int(items.min()) < 0 or int(items.max()) >= n_items:
-        raise ValueError(f"item index out of range [0, {n_items}) in histories")
-    return rows, items
-
-
-def history_matrix(
-    histories: Sequence[IntArray], n_items: int, decay: float = 1.0, max_length: int | None = None
-) -> Any:
-    """Histories as a ``(len(histories), n_items)`` scipy CSR matrix of summed recency weights.
-
-    The last item of a history weighs 1, the one before it ``decay``, then ``decay**2`` and so on; only the
-    last ``max_length`` entries count (all when None). Repeated items add up. ``decay=1`` gives counts.
-    """
-    import scipy.sparse as sp
-
-    if max_length is not None:
-        histories = [h[-max_length:] if max_length > 0 else h[:0] for h in histories]
-    rows, items = flatten_histories(histories, n_items)
-    lengths = np.bincount(rows, minlength=len(histories))
-    ends = np.cumsum(lengths)
-    distance = ends[rows] - 1 - np.arange(len(rows))  # 0 for the latest item of each history
-    values = np.power(np.float32(decay), distance.astype(np.float32)) if decay != 1.0 else np.ones(len(rows))
-    matrix = sp.csr_matrix(
-        (values.astype(np.float32), (rows, items)), shape=(len(histories), n_items), dtype=np.float32
-    )
-    matrix.sum_duplicates()
-    return matrix
-
-
-def top_k(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
-    """Row-wise top-``k`` of a score matrix, best first; ``-inf`` entries become id -1."""
-    n_items = scores.shape[1]
-    kk = min(k, n_items)
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # Stable order: by score descending, then by item index ascending for ties.
-    order = np.lexsort((part, -part_scores), axis=1)
-    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    top = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
-    ids[~np.isfinite(top)] = -1
-    top[~np.isfinite(top)] = -np.inf
-    if kk < k:
-        ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
-        top = np.pad(top, ((0, 0), (0, k - kk)), constant_values=-np.inf)
-    return ids, top

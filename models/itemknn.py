@@ -15,8 +15,8 @@ Scoring a history ``h`` (chronological item indices, ``d = 0`` for its last entr
 ``sim`` has a zero diagonal, so without the repeat term an item the user already had comes back only
 through its neighbours. The repeat term adds the user's own (decayed) count of the item, which is what
 re-purchases follow in shops: a diagonal ``repeat_weight * I`` added to the similarity at scoring time,
-applied to the whole history with its own, slower decay. ``repeat_weight`` defaults to 0, the plain
-item-kNN, which is also how models saved before the term existed load. It does not change the fit.
+applied to the whole history with its own, slower decay (``repeat_weight = 0`` is the plain item-kNN, which
+is also how models saved before the term existed load). It does not change the fit.
 "Whole history" is the history passed in: evaluation passes everything before the test period, serving the
 latest ``features.max_sequence_length`` events; a slow decay keeps the two close.
 """
@@ -25,27 +25,34 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
+from pydantic import Field, model_validator
 
 from models.base import (
     EpochCallback,
+    FitContext,
     FloatArray,
     IntArray,
     Interactions,
+    ModelConfig,
     ModelLoadError,
     Recommender,
     history_matrix,
 )
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 #: Upper bound on co-occurrence products materialised at once while fitting (about 40 bytes each).
 BLOCK_PAIRS = 4_000_000
 
 
 def _binary(rows: IntArray, cols: IntArray, shape: tuple[int, int]) -> sp.csr_matrix:
+    import scipy.sparse as sp
+
     matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
@@ -120,10 +127,11 @@ def top_neighbours(
     )
 
 
-class ItemKNNRecommender(Recommender):
-    """Sum of the similarity rows of a user's recent items, later items weighing more.
+class ItemKNNConfig(ModelConfig):
+    """Hyper-parameters of :class:`ItemKNNRecommender` (params.yaml ``train.itemknn``; the repeat term is
+    tuned in docs/benchmarks.md).
 
-    Args:
+    Attributes:
         neighbours: similar items kept per item.
         shrinkage: added to the cosine denominator; damps similarities resting on few co-occurrences.
         session_weight: weight of co-occurrence within one session.
@@ -137,50 +145,56 @@ class ItemKNNRecommender(Recommender):
             counts).
     """
 
-    family = "itemknn"
+    neighbours: int = Field(200, ge=1)
+    shrinkage: float = Field(10.0, ge=0)
+    session_weight: float = Field(1.0, ge=0)
+    user_weight: float = Field(0.2, ge=0)
+    recency_decay: float = Field(0.8, gt=0, le=1)
+    history_length: int = Field(20, ge=1)
+    max_user_items: int = Field(200, ge=1)
+    repeat_weight: float = Field(0.3, ge=0)
+    repeat_decay: float = Field(0.98, gt=0, le=1)
 
-    def __init__(
-        self,
-        neighbours: int = 200,
-        shrinkage: float = 10.0,
-        session_weight: float = 1.0,
-        user_weight: float = 0.2,
-        recency_decay: float = 0.8,
-        history_length: int = 20,
-        max_user_items: int = 200,
-        repeat_weight: float = 0.0,
-        repeat_decay: float = 1.0,
-    ) -> None:
-        super().__init__()
-        if neighbours < 1 or history_length < 1 or max_user_items < 1:
-            raise ValueError("neighbours, history_length and max_user_items must be >= 1")
-        if shrinkage < 0 or session_weight < 0 or user_weight < 0:
-            raise ValueError("shrinkage, session_weight and user_weight must be >= 0")
-        if session_weight == 0 and user_weight == 0:
+    @model_validator(mode="after")
+    def _some_cooccurrence(self) -> Self:
+        if self.session_weight == 0 and self.user_weight == 0:
             raise ValueError("session_weight and user_weight cannot both be 0 (no co-occurrence left)")
-        if not 0 < recency_decay <= 1:
-            raise ValueError(f"recency_decay must be in (0, 1], got {recency_decay}")
-        if repeat_weight < 0:
-            raise ValueError(f"repeat_weight must be >= 0, got {repeat_weight}")
-        if not 0 < repeat_decay <= 1:
-            raise ValueError(f"repeat_decay must be in (0, 1], got {repeat_decay}")
-        self.neighbours = int(neighbours)
-        self.shrinkage = float(shrinkage)
-        self.session_weight = float(session_weight)
-        self.user_weight = float(user_weight)
-        self.recency_decay = float(recency_decay)
-        self.history_length = int(history_length)
-        self.max_user_items = int(max_user_items)
-        self.repeat_weight = float(repeat_weight)
-        self.repeat_decay = float(repeat_decay)
+        return self
+
+
+class ItemKNNRecommender(Recommender):
+    """Sum of the similarity rows of a user's recent items, later items weighing more."""
+
+    family = "itemknn"
+    config_class = ItemKNNConfig
+    config: ItemKNNConfig
+
+    def __init__(self, config: ItemKNNConfig | None = None) -> None:
+        import scipy.sparse as sp
+
+        super().__init__(config)
         self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
 
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+    @classmethod
+    def _upgrade_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """Models saved before the repeat term existed are plain item-kNN."""
+        return {"repeat_weight": 0.0, "repeat_decay": 1.0, **saved}
+
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
+        import scipy.sparse as sp
+
+        data, cfg = train, self.config
         parts: list[tuple[float, sp.csr_matrix]] = []
-        if self.session_weight > 0:
-            parts.append((self.session_weight, session_item_matrix(data)))
-        if self.user_weight > 0:
-            parts.append((self.user_weight, user_item_matrix(data, self.max_user_items)))
+        if cfg.session_weight > 0:
+            parts.append((cfg.session_weight, session_item_matrix(data)))
+        if cfg.user_weight > 0:
+            parts.append((cfg.user_weight, user_item_matrix(data, cfg.max_user_items)))
         norms = np.zeros(data.n_items, dtype=np.float64)
         cost = np.zeros(data.n_items, dtype=np.float64)
         transposed = []
@@ -195,7 +209,7 @@ class ItemKNNRecommender(Recommender):
             block = sp.csr_matrix((stop - start, data.n_items), dtype=np.float32)
             for (weight, matrix), matrix_t in zip(parts, transposed, strict=True):
                 block = block + weight * (matrix_t[start:stop] @ matrix)
-            pieces.append(top_neighbours(block.tocsr(), start, item_norms, self.shrinkage, self.neighbours))
+            pieces.append(top_neighbours(block.tocsr(), start, item_norms, cfg.shrinkage, cfg.neighbours))
         rows = np.concatenate([p[0] for p in pieces])
         cols = np.concatenate([p[1] for p in pieces])
         sims = np.concatenate([p[2] for p in pieces])
@@ -210,25 +224,13 @@ class ItemKNNRecommender(Recommender):
         docstring).
         """
         self._check_fitted()
-        weights = history_matrix(histories, self.n_items, self.recency_decay, self.history_length)
+        cfg = self.config
+        weights = history_matrix(histories, self.n_items, cfg.recency_decay, cfg.history_length)
         scores = weights @ self.similarity
-        if self.repeat_weight > 0:
-            counts = history_matrix(histories, self.n_items, self.repeat_decay)
-            scores = scores + self.repeat_weight * counts
+        if cfg.repeat_weight > 0:
+            counts = history_matrix(histories, self.n_items, cfg.repeat_decay)
+            scores = scores + cfg.repeat_weight * counts
         return np.asarray(scores.toarray(), dtype=np.float32)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "neighbours": self.neighbours,
-            "shrinkage": self.shrinkage,
-            "session_weight": self.session_weight,
-            "user_weight": self.user_weight,
-            "recency_decay": self.recency_decay,
-            "history_length": self.history_length,
-            "max_user_items": self.max_user_items,
-            "repeat_weight": self.repeat_weight,
-            "repeat_decay": self.repeat_decay,
-        }
 
     def _weights(self) -> dict[str, NDArray[Any]]:
         return {
@@ -238,6 +240,8 @@ class ItemKNNRecommender(Recommender):
         }
 
     def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
+        import scipy.sparse as sp
+
         try:
             data, indices, indptr = (weights[f"similarity_{k}"] for k in ("data", "indices", "indptr"))
         except KeyError as exc:

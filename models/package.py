@@ -2,12 +2,15 @@
 
 Folder layout (JSON, Parquet and safetensors only; nothing is ever unpickled)::
 
-    package.json    format_version, family, n_items, catalog_sha256, params_hash, lineage
+    package.json    format_version, family, n_items, catalog_sha256, training_cutoff
     model/          config.json + weights.safetensors (see models.base.Recommender.save)
     items.parquet   one row per item index: item_id, category, brand, price, in_stock
 
-The same folder is what MLflow stores for a model version, what the scorer downloads and what
-``recops recommend`` prints from.
+The same folder is what DVC stores per family, what MLflow stores for a model version, what the scorer
+downloads and what ``recops recommend`` prints from. Its bytes are a pure function of the fitted model, the
+item table and the training cut-off (JSON with sorted keys, no timestamps, no run ids, no commits): lineage
+lives in MLflow tags, so a forced rerun on the same inputs writes the same files and
+:func:`package_digest` recognises them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +41,62 @@ def catalog_sha256(items: pd.DataFrame) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def package_digest(path: Path) -> str:
+    """sha256 over every file of the package folder ``path`` (relative path and content, sorted by path).
+
+    Two folders have the same digest exactly when they hold the same files with the same bytes.
+    """
+    if not path.is_dir():
+        raise ModelLoadError(f"no model package folder at {path}")
+    digest = hashlib.sha256()
+    for file in sorted(
+        (p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()
+    ):
+        content = hashlib.sha256(file.read_bytes()).hexdigest()
+        digest.update(f"{file.relative_to(path).as_posix()}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_cutoff(value: Any, where: Path) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ModelLoadError(f"{where}: training_cutoff {value!r} is not an ISO-8601 date-time") from exc
+    if moment.tzinfo is None:
+        raise ModelLoadError(f"{where}: training_cutoff {value!r} has no time zone")
+    return moment.astimezone(UTC)
+
+
 @dataclass
 class ModelPackage:
-    """A fitted recommender plus its item index and catalogue snapshot."""
+    """A fitted recommender plus its item index and catalogue snapshot.
+
+    Attributes:
+        model: the fitted recommender.
+        items: one row per item index (:data:`ITEM_COLUMNS`).
+        meta: what ``package.json`` holds (filled by :meth:`save` and :meth:`load`).
+        training_cutoff: the first instant (UTC) *not* in the training data: every event the model learned
+            from is earlier. None for packages saved before it was recorded.
+    """
 
     model: Recommender
     items: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    training_cutoff: datetime | None = None
 
     def __post_init__(self) -> None:
+        if self.training_cutoff is not None:
+            if self.training_cutoff.tzinfo is None:
+                raise ValueError(
+                    f"training_cutoff must be timezone-aware (UTC), got {self.training_cutoff!r}"
+                )
+            self.training_cutoff = self.training_cutoff.astimezone(UTC)
         missing = [c for c in ITEM_COLUMNS if c not in self.items.columns]
         if missing:
             raise ValueError(f"item table lacks column(s): {', '.join(missing)}")
@@ -61,19 +112,23 @@ class ModelPackage:
     def family(self) -> str:
         return self.model.family
 
-    def save(self, path: Path, lineage: dict[str, str] | None = None, params_hash: str = "") -> None:
-        """Write the package folder (created if needed)."""
+    def save(self, path: Path) -> None:
+        """Write the package folder (created if needed); the same package always gives the same bytes."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / MODEL_DIR)
-        self.items.to_parquet(path / ITEMS_FILE, index=False)
+        table = pa.Table.from_pandas(self.items, preserve_index=False)
+        pq.write_table(table, path / ITEMS_FILE, compression="snappy")
         self.meta = {
             "format_version": PACKAGE_FORMAT_VERSION,
             "family": self.family,
             "n_items": self.model.n_items,
             "catalog_sha256": catalog_sha256(self.items),
-            "params_hash": params_hash or str(self.meta.get("params_hash", "")),
-            "lineage": dict(lineage or self.meta.get("lineage", {})),
         }
+        if self.training_cutoff is not None:
+            self.meta["training_cutoff"] = _iso_utc(self.training_cutoff)
         (path / PACKAGE_FILE).write_text(
             json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
@@ -98,8 +153,9 @@ class ModelPackage:
             raise ModelLoadError(f"cannot read {path / ITEMS_FILE}: {exc}") from exc
         if meta.get("family") != model.family:
             raise ModelLoadError(f"{path}: package says {meta.get('family')!r}, model is {model.family!r}")
+        cutoff = _parse_cutoff(meta.get("training_cutoff"), path / PACKAGE_FILE)
         try:
-            package = cls(model=model, items=items, meta=meta)
+            package = cls(model=model, items=items, meta=meta, training_cutoff=cutoff)
         except ValueError as exc:
             raise ModelLoadError(f"{path}: {exc}") from exc
         expected = meta.get("catalog_sha256")

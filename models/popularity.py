@@ -8,15 +8,39 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.base import EpochCallback, FloatArray, IntArray, Interactions, Recommender, flatten_histories
+from models.base import (
+    EpochCallback,
+    FitContext,
+    FloatArray,
+    IntArray,
+    Interactions,
+    ModelConfig,
+    Recommender,
+    flatten_histories,
+)
+
+
+class PopularityConfig(ModelConfig):
+    """No hyper-parameters (params.yaml ``train.popularity: {}``)."""
 
 
 class PopularityRecommender(Recommender):
     """Scores each item by its summed event weight in the training data (same list for everyone)."""
 
     family = "popularity"
+    config_class = PopularityConfig
+    config: PopularityConfig
 
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+    def __init__(self, config: PopularityConfig | None = None) -> None:
+        super().__init__(config)
+
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
         """Nothing beyond ``item_popularity``, which the base class computes."""
 
     def score(self, histories: Sequence[IntArray]) -> FloatArray:
@@ -28,10 +52,6 @@ class PopularityRecommender(Recommender):
     def cold_scores(self) -> FloatArray:
         """All-time popularity for everyone, cold users included (that is this family's definition)."""
         return self.item_popularity
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """No hyper-parameters."""
-        return {}
 
     def _weights(self) -> dict[str, NDArray[Any]]:
         return {}

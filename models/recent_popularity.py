@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from models.base import (
     EpochCallback,
+    FitContext,
     FloatArray,
     IntArray,
     Interactions,
+    ModelConfig,
     ModelLoadError,
     Recommender,
     decayed_popularity,
@@ -20,24 +23,35 @@ from models.base import (
 )
 
 
-class RecentPopularityRecommender(Recommender):
-    """Scores each item by exponentially time-decayed weighted interaction count.
+class RecentPopularityConfig(ModelConfig):
+    """Hyper-parameters of :class:`RecentPopularityRecommender` (params.yaml ``train.recent_popularity``).
 
-    Args:
+    Attributes:
         half_life_days: an event this many days older than the newest training event counts half.
     """
 
-    family = "recent_popularity"
+    half_life_days: float = Field(7.0, gt=0)
 
-    def __init__(self, half_life_days: float = 7.0) -> None:
-        super().__init__()
-        if not half_life_days > 0:
-            raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
-        self.half_life_days = float(half_life_days)
+
+class RecentPopularityRecommender(Recommender):
+    """Scores each item by exponentially time-decayed weighted interaction count."""
+
+    family = "recent_popularity"
+    config_class = RecentPopularityConfig
+    config: RecentPopularityConfig
+
+    def __init__(self, config: RecentPopularityConfig | None = None) -> None:
+        super().__init__(config)
         self.recent_popularity: FloatArray = np.zeros(0, dtype=np.float32)
 
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
-        self.recent_popularity = decayed_popularity(data, self.half_life_days)
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
+        self.recent_popularity = decayed_popularity(train, self.config.half_life_days)
 
     def score(self, histories: Sequence[IntArray]) -> FloatArray:
         """``recent_popularity`` repeated for each history."""
@@ -48,9 +62,6 @@ class RecentPopularityRecommender(Recommender):
     def cold_scores(self) -> FloatArray:
         """Cold users get the recent (not all-time) popularity list, like everyone else."""
         return self.recent_popularity
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"half_life_days": self.half_life_days}
 
     def _weights(self) -> dict[str, NDArray[Any]]:
         return {"recent_popularity": self.recent_popularity}

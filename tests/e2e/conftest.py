@@ -174,10 +174,19 @@ class E2EProject:
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def run_record(self, family: str) -> dict[str, str]:
-        """``artifacts/models/<family>/mlflow_run.json``: the MLflow run the workspace model came from."""
-        path = self.root / "artifacts" / "models" / family / "mlflow_run.json"
-        record: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
-        return record
+        """The MLflow run the workspace's ``artifacts/models/<family>/package`` came from (the train step's
+        side file ``runtime/pipeline/train-<family>.json``, or MLflow when DVC restored an older package)."""
+        from core.settings import Settings
+        from pipelines.train import PACKAGE_DIR, read_train_record
+
+        uri = f"sqlite:///{self.root / 'runtime' / 'mlflow.db'}"
+        settings = Settings(
+            project_dir=self.root,
+            runtime_dir=self.root / "runtime",
+            mlflow_tracking_uri=uri,
+            mlflow_registry_uri=uri,
+        )
+        return read_train_record(settings, family, self.root / "artifacts" / "models" / family / PACKAGE_DIR)
 
     def metrics(self) -> dict[str, dict[str, float]]:
         path = self.root / "artifacts" / "metrics" / "metrics.json"

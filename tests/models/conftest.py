@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models import MODEL_FAMILIES, Recommender, create_model
-from models.base import Interactions
+from models import FAMILIES, Recommender, create_model
+from models.base import FitContext, Interactions
+from models.threads import limit_threads
 
 DAY = 86_400
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -27,16 +28,17 @@ NON_PERSONALISED = frozenset({"popularity", "recent_popularity"})
 #: Small, fast settings for the toy data; families not listed use their defaults.
 TEST_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     # Two factors match the two blocks of the toy data (more would overfit 12 items; any seed passes).
-    "als": {
-        "factors": 2,
-        "iterations": 15,
-        "regularization": 0.5,
-        "alpha": 2.0,
-        "random_state": 0,
-        "num_threads": 1,
-    },
+    "als": {"factors": 2, "iterations": 15, "regularization": 0.5, "alpha": 2.0},
     "itemknn": {"shrinkage": 1.0},
 }
+#: How the suite fits: fixed seed, one worker thread.
+FIT_CONTEXT = FitContext(seed=0, threads=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _thread_limits() -> None:
+    """Like the train step: BLAS limited once per process, before any fit."""
+    limit_threads()
 
 
 def make_interactions(
@@ -117,7 +119,7 @@ def _fitted_cache(block_interactions: Interactions) -> Iterator[dict[str, Recomm
     yield {}
 
 
-@pytest.fixture(params=sorted(MODEL_FAMILIES))
+@pytest.fixture(params=sorted(FAMILIES))
 def family(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -128,5 +130,5 @@ def fitted(
 ) -> Recommender:
     """A model of ``family`` fitted on the block data (fitted once per session; do not mutate it)."""
     if family not in _fitted_cache:
-        _fitted_cache[family] = new_model(family).fit(block_interactions)
+        _fitted_cache[family] = new_model(family).fit(block_interactions, ctx=FIT_CONTEXT)
     return _fitted_cache[family]

@@ -1,4 +1,4 @@
-"""The contract every model family in ``models.MODEL_FAMILIES`` honours (one suite, all families).
+"""The contract every model family in ``models.FAMILIES`` honours (one suite, all families).
 
 Modelled on implicit's ``RecommenderBaseTestMixin``: known answers on a toy block dataset, exclusions and
 masks, batch == single, save/load round trips and refusals, cold users, and the shape of every result.
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import models.base as base
 from core.errors import RecopsError
-from models import MODEL_FAMILIES, UnknownModelFamilyError, create_model, load_model
+from models import FAMILIES, UnknownModelFamilyError, create_model, family_class, load_model
 from models.base import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -26,6 +27,7 @@ from models.base import (
 )
 from pipelines.params import TrainParams
 from tests.models.conftest import (
+    FIT_CONTEXT,
     GROUP_A,
     GROUP_B,
     MOST_POPULAR,
@@ -176,7 +178,7 @@ def test_cold_users_get_popularity_order(fitted: Recommender) -> None:
 
 def test_cold_users_get_recent_popularity(family: str) -> None:
     """Except for the all-time popularity family, cold users get the recently popular item first."""
-    model = new_model(family).fit(make_interactions(old_hit_and_new_hit()))
+    model = new_model(family).fit(make_interactions(old_hit_and_new_hit()), ctx=FIT_CONTEXT)
     ids, _ = model.recommend([np.array([], dtype=np.int64)], k=2)
     assert ids.tolist() == ([[0, 1]] if family == "popularity" else [[1, 0]])
 
@@ -225,15 +227,17 @@ def test_fit_on_nothing_is_refused(family: str) -> None:
 
 def test_deterministic_given_hyperparameters(family: str, block_interactions: Interactions) -> None:
     histories = sample_histories(block_interactions)
-    first = new_model(family).fit(block_interactions).score(histories)
-    second = new_model(family).fit(block_interactions).score(histories)
+    first = new_model(family).fit(block_interactions, ctx=FIT_CONTEXT).score(histories)
+    second = new_model(family).fit(block_interactions, ctx=FIT_CONTEXT).score(histories)
     np.testing.assert_array_equal(first, second)
 
 
 def test_hyperparameters_rebuild_the_model(fitted: Recommender) -> None:
     params = fitted.hyperparameters()
     assert json.loads(json.dumps(params)) == params, "hyper-parameters must be JSON-serialisable"
-    assert type(fitted)(**params).hyperparameters() == params
+    rebuilt = type(fitted)(type(fitted).config_class(**params))
+    assert rebuilt.hyperparameters() == params
+    assert rebuilt.config == fitted.config
 
 
 # ------------------------------------------------------------------------------------------- save / load
@@ -266,7 +270,7 @@ def test_no_pickle_is_ever_written(fitted: Recommender, tmp_path: Path) -> None:
 
 def test_load_refuses_another_family(family: str, fitted: Recommender, tmp_path: Path) -> None:
     fitted.save(tmp_path)
-    other = next(cls for name, cls in sorted(MODEL_FAMILIES.items()) if name != family)
+    other = family_class(next(name for name in sorted(FAMILIES) if name != family))
     with pytest.raises(ModelLoadError, match=f"holds a '{family}' model"):
         other.load(tmp_path)
 
@@ -326,11 +330,11 @@ def test_load_refuses_weights_of_another_size(fitted: Recommender, tmp_path: Pat
         load_model(tmp_path)
 
 
-@pytest.mark.parametrize("family", sorted(set(MODEL_FAMILIES) - {"popularity"}))
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"popularity"}))
 def test_load_refuses_weights_of_another_family(family: str, fitted: Recommender, tmp_path: Path) -> None:
     """A weights file that lacks the family's own arrays (here: a popularity model's) is refused."""
     fitted.save(tmp_path / "model")
-    MODEL_FAMILIES["popularity"]().fit(_tiny()).save(tmp_path / "pop")
+    create_model("popularity").fit(_tiny()).save(tmp_path / "pop")
     (tmp_path / "model" / WEIGHTS_FILE).write_bytes((tmp_path / "pop" / WEIGHTS_FILE).read_bytes())
     with pytest.raises(ModelLoadError):
         load_model(tmp_path / "model")
@@ -353,18 +357,30 @@ def _tiny() -> Interactions:
 
 
 def test_every_family_is_registered_under_its_name() -> None:
-    assert {"popularity", "recent_popularity", "itemknn", "als"} <= set(MODEL_FAMILIES)
-    for name, cls in MODEL_FAMILIES.items():
+    assert {"popularity", "recent_popularity", "itemknn", "als"} <= set(FAMILIES)
+    for name in FAMILIES:
+        cls = family_class(name)
         assert cls.family == name
+        assert cls.config_class is not base.ModelConfig, f"{name} needs its own config class"
+        assert cls.config_class.model_config.get("frozen") is True
+        assert cls.config_class.model_config.get("extra") == "forbid"
 
 
 def test_create_model_accepts_params_yaml_sections(family: str) -> None:
-    train = TrainParams()
-    if family not in train.families:
-        pytest.skip(f"{family} is not trained by default")
-    model = create_model(family, train.family_params(family))  # type: ignore[arg-type]
-    for key, value in train.family_params(family).items():  # type: ignore[arg-type]
-        assert model.hyperparameters()[key] == value
+    """The params.yaml section is the family's config: as an instance, or as the mapping written there."""
+    config = TrainParams().config(family)
+    assert isinstance(config, family_class(family).config_class)
+    assert create_model(family, config).config is config
+    from_mapping = create_model(family, config.model_dump(mode="json"))
+    assert from_mapping.config == config
+    assert from_mapping.hyperparameters() == config.model_dump(mode="json")
+
+
+def test_configs_are_frozen(family: str) -> None:
+    config = family_class(family).config_class()
+    for name in type(config).model_fields:
+        with pytest.raises(ValidationError):
+            setattr(config, name, getattr(config, name))
 
 
 def test_create_model_refuses_unknown_family() -> None:
@@ -374,8 +390,24 @@ def test_create_model_refuses_unknown_family() -> None:
 
 
 def test_create_model_refuses_bad_hyperparameters(family: str) -> None:
-    with pytest.raises(RecopsError, match=f"invalid hyper-parameters for model family '{family}'"):
+    with pytest.raises(
+        RecopsError, match=f"invalid hyper-parameters for model family '{family}'.*no_such_knob"
+    ):
         create_model(family, {"no_such_knob": 1})
+
+
+def test_create_model_refuses_a_config_of_another_family(family: str) -> None:
+    other = family_class(next(name for name in sorted(FAMILIES) if name != family)).config_class()
+    with pytest.raises(RecopsError, match=f"model family '{family}' takes a"):
+        create_model(family, other)
+    with pytest.raises(TypeError, match="takes a"):
+        family_class(family)(other)
+
+
+def test_fit_refuses_valid_data_of_another_index(family: str, block_interactions: Interactions) -> None:
+    other = make_interactions([(0, 0, 1.0, 0, 0)], n_users=2, n_items=N_ITEMS + 1)
+    with pytest.raises(ValueError, match="same index"):
+        new_model(family).fit(block_interactions, valid=other, ctx=FIT_CONTEXT)
 
 
 def test_model_load_error_is_a_recops_error() -> None:

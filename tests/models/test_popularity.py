@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import PopularityRecommender
+from models.popularity import PopularityRecommender
 from tests.models.conftest import T0, make_interactions, random_interactions
 
 
