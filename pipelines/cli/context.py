@@ -11,13 +11,16 @@ if TYPE_CHECKING:
 
 
 def command_context() -> tuple[Settings, Params]:
-    """Resolve settings, read params.yaml and set up logging (call inside command bodies, not on import)."""
+    """Resolve settings, read params.yaml, set up logging and the process's thread limits (call inside
+    command bodies, not on import)."""
     from core.logs import setup_logging
     from core.settings import get_settings
+    from models.threads import limit_threads
     from pipelines.params import load_params
 
     settings = get_settings()
     setup_logging(settings.log_level)
+    limit_threads()  # once per process: one BLAS thread (models.threads explains why)
     return settings, load_params(settings.params_file)
 
 
