@@ -1,40 +1,44 @@
-"""Offline evaluation: rank the full catalogue for every test user and score the lists.
+"""Offline evaluation: rank the full catalogue for every target user and score the lists.
 
 Protocols (see :mod:`pipelines.features.split`):
 
-* ``temporal`` (gated on): users with an event in the test period. History = their train and validation
-  events (chronological item indices); relevant = the distinct items of their test events. Users without
+* ``temporal`` (gated on): users with an event in the target period. History = their events before it
+  (chronological item indices); relevant = the distinct items of their target-period events. Users without
   history are *cold*: models answer them through their cold-start fallback.
 * ``loo`` (leave-last-out, for comparison with papers): users with at least three events. History =
-  everything but the held-out last event; relevant = that event's item.
+  everything before the held-out event; relevant = that event's item.
+
+Targets: ``test`` (the report and the promotion gate: history = train + valid, the models refitted on
+train + valid) and ``valid`` (model selection: history = train only, relevant = validation events, the
+models fitted on train only; test events play no part). Selection never reads the test split.
 
 Every model ranks the whole catalogue (no sampled negatives) through ``Recommender.recommend`` with
 ``k = max(ks)``. With ``exclude_seen`` the user's history items are excluded from the list *and* from the
 relevant set (they could not be recommended); users left without relevant items are not evaluated.
 All models of one :func:`evaluate_models` call are scored on the same users in the same order, so their
-per-user values pair up for :func:`pipelines.metrics.paired_bootstrap_diff`.
+per-user values pair up for :func:`pipelines.evaluate_report.paired_difference`.
 
-Metric names: ``<m>_at_<k>`` for ``m`` in ``ndcg, recall, hr, mrr, map`` (per-user means) and ``coverage,
-diversity, novelty, popularity_bias`` (list level) for each ``k``; ``<primary>_ci_low`` /
-``<primary>_ci_high`` (bootstrap); ``<m>_at_<kp>_cold`` / ``_warm`` for the per-user metrics at the
-primary metric's cut-off ``kp`` (left out when the slice is empty), ``n_users``, ``n_users_cold``,
-``n_users_warm``.
+Metric names: ``<m>_at_<k>`` for ``m`` in ``ndcg, recall, recall_trunc, hr, mrr, map`` (per-user means;
+see :mod:`pipelines.metrics` for the two recalls) and ``coverage, diversity, novelty, popularity_bias``
+(list level) for each ``k``; ``<primary>_ci_low`` / ``<primary>_ci_high`` (bootstrap);
+``<m>_at_<kp>_cold`` / ``_warm`` for the per-user metrics at the primary metric's cut-off ``kp`` (left out
+when the slice is empty), ``n_users``, ``n_users_cold``, ``n_users_warm``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import RecopsError
 from models.base import Recommender
-from pipelines.features import TEST, FeatureSet, Protocol
+from pipelines.features import TEST, VALID, FeatureSet, Protocol
 from pipelines.features.featureset import SPLIT_COLUMNS
 from pipelines.metrics import (
     RANKING_METRICS,
@@ -43,10 +47,10 @@ from pipelines.metrics import (
     IntArray,
     Relevance,
     bootstrap_ci,
+    exact_mean,
     list_metrics,
     mean_metrics,
     metric_name,
-    paired_bootstrap_diff,
     parse_metric_name,
     per_user_metrics,
 )
@@ -57,6 +61,10 @@ SCORE_BUDGET = 1 << 24
 MAX_BATCH_USERS = 2048
 UNKNOWN_CATEGORY = "(unknown)"
 
+#: Which split holds the relevant items: ``valid`` for model selection, ``test`` for the report.
+Target = Literal["valid", "test"]
+TARGET_CODES: dict[str, int] = {"valid": VALID, "test": TEST}
+
 
 @dataclass(frozen=True)
 class EvaluationTask:
@@ -64,6 +72,7 @@ class EvaluationTask:
 
     Attributes:
         protocol: ``temporal`` or ``loo``.
+        target: ``test`` or ``valid`` (which split's events are relevant; history is every earlier split).
         users: evaluated user indices, ascending.
         histories: per evaluated user, their chronological history item indices.
         relevance: per evaluated user (same order), the relevant item indices.
@@ -76,6 +85,7 @@ class EvaluationTask:
     """
 
     protocol: Protocol
+    target: Target
     users: IntArray
     histories: list[IntArray]
     relevance: Relevance
@@ -91,8 +101,12 @@ class EvaluationTask:
         return len(self.users)
 
 
-def build_task(fs: FeatureSet, protocol: Protocol = "temporal", exclude_seen: bool = False) -> EvaluationTask:
-    """The evaluation task of ``fs`` under ``protocol`` (see the module docstring).
+def build_task(
+    fs: FeatureSet, protocol: Protocol = "temporal", exclude_seen: bool = False, target: Target = "test"
+) -> EvaluationTask:
+    """The evaluation task of ``fs`` under ``protocol`` for ``target`` (see the module docstring).
+
+    Events after the target split are ignored: a ``valid`` task knows nothing of the test period.
 
     Raises:
         RecopsError: when no user is left to evaluate.
@@ -100,13 +114,15 @@ def build_task(fs: FeatureSet, protocol: Protocol = "temporal", exclude_seen: bo
     ev = fs.events
     if protocol not in SPLIT_COLUMNS:
         raise RecopsError(f"unknown protocol {protocol!r}: use one of {sorted(SPLIT_COLUMNS)}")
+    if target not in TARGET_CODES:
+        raise RecopsError(f"unknown evaluation target {target!r}: use one of {sorted(TARGET_CODES)}")
     labels = ev[SPLIT_COLUMNS[protocol]].to_numpy()
     user = ev["user_idx"].to_numpy(dtype=np.int64)
     item = ev["item_idx"].to_numpy(dtype=np.int64)
-    is_test = labels == TEST
-    users = np.unique(user[is_test])
+    is_target = labels == TARGET_CODES[target]
+    users = np.unique(user[is_target])
 
-    past = ~is_test
+    past = labels < TARGET_CODES[target]
     past_user, past_item = user[past], item[past]
     in_task = np.isin(past_user, users)
     past_user, past_item = past_user[in_task], past_item[in_task]
@@ -115,20 +131,24 @@ def build_task(fs: FeatureSet, protocol: Protocol = "temporal", exclude_seen: bo
     past_item = past_item[order]
     bounds = np.searchsorted(past_row, np.arange(len(users) + 1))
 
-    test_row = np.searchsorted(users, user[is_test])
-    test_item = item[is_test]
+    target_row = np.searchsorted(users, user[is_target])
+    target_item = item[is_target]
     if exclude_seen:
         seen = np.unique(past_row * fs.n_items + past_item)
-        fresh = ~np.isin(test_row * fs.n_items + test_item, seen)
-        test_row, test_item = test_row[fresh], test_item[fresh]
-    relevance = Relevance.from_pairs(test_row, test_item, len(users))
+        fresh = ~np.isin(target_row * fs.n_items + target_item, seen)
+        target_row, target_item = target_row[fresh], target_item[fresh]
+    relevance = Relevance.from_pairs(target_row, target_item, len(users))
     keep = np.flatnonzero(relevance.sizes > 0)
     if not len(keep):
-        raise RecopsError(f"no user to evaluate under the {protocol} protocol (no test event left)")
+        raise RecopsError(
+            f"no user to evaluate under the {protocol} protocol (no {target} event left"
+            + (" after removing seen items)" if exclude_seen else ")")
+        )
     histories = [past_item[bounds[r] : bounds[r + 1]] for r in keep]
     popularity = np.bincount(item[past], minlength=fs.n_items).astype(np.float64)
     return EvaluationTask(
         protocol=protocol,
+        target=target,
         users=users[keep],
         histories=histories,
         relevance=relevance.take(keep),
@@ -148,6 +168,7 @@ class EvaluationResult:
     Attributes:
         name: the model's name (its family unless given).
         protocol: ``temporal`` or ``loo``.
+        target: ``test`` or ``valid``.
         ks: the cut-offs.
         primary_metric: e.g. ``ndcg_at_10``.
         n_users: evaluated users.
@@ -158,11 +179,12 @@ class EvaluationResult:
         cold: per evaluated user, True for users without history.
         per_user: per-user values of every ranking metric at every ``k``, aligned with ``user_idx``.
         top_k: the recommended item indices, ``(n_users, max(ks))``, -1 padded.
-        seconds: wall time of the ranking and scoring.
+        seconds: wall time of the ranking and scoring (never written into DVC outputs: not reproducible).
     """
 
     name: str
     protocol: str
+    target: str
     ks: tuple[int, ...]
     primary_metric: str
     n_users: int
@@ -185,10 +207,15 @@ class EvaluationResult:
         return self.per_user[self.primary_metric]
 
     def to_dict(self, include_per_user: bool = False) -> dict[str, Any]:
-        """JSON-ready form (NaN becomes None); per-user arrays only when asked."""
+        """JSON-ready form (NaN becomes None); per-user arrays only when asked.
+
+        A pure function of the rankings: the wall time (:attr:`seconds`) is left out, so the same inputs give
+        the same bytes.
+        """
         out: dict[str, Any] = {
             "name": self.name,
             "protocol": self.protocol,
+            "target": self.target,
             "ks": list(self.ks),
             "primary_metric": self.primary_metric,
             "n_users": self.n_users,
@@ -196,7 +223,6 @@ class EvaluationResult:
             "by_category": {
                 c: {k: _json_number(v) for k, v in m.items()} for c, m in self.by_category.items()
             },
-            "seconds": round(self.seconds, 3),
         }
         if include_per_user:
             out["per_user"] = {
@@ -280,7 +306,7 @@ def _category_slices(
     for code in np.unique(slice_cat):
         name = task.category_names[code] if code >= 0 else UNKNOWN_CATEGORY
         mask = slice_cat == code
-        out[name] = {"n_users": int(mask.sum()), metric_name(metric, k): float(values[mask].mean())}
+        out[name] = {"n_users": int(mask.sum()), metric_name(metric, k): exact_mean(values[mask])}
     return dict(sorted(out.items()))
 
 
@@ -301,11 +327,12 @@ def score_rankings(
         if mask.any():
             for metric in RANKING_METRICS:
                 key = metric_name(metric, primary_k)
-                metrics[f"{key}_{label}"] = float(per_user[key][mask].mean())
+                metrics[f"{key}_{label}"] = exact_mean(per_user[key][mask])
     primary_family, _ = parse_metric_name(primary)
     return EvaluationResult(
         name=name,
         protocol=task.protocol,
+        target=task.target,
         ks=ks,
         primary_metric=primary,
         n_users=task.n_users,
@@ -331,8 +358,9 @@ def evaluate_model(
     task: EvaluationTask | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
+    target: Target = "test",
 ) -> EvaluationResult:
-    """Evaluate one fitted model on the test users of ``fs``.
+    """Evaluate one fitted model on the ``target`` users of ``fs`` (test: the report; valid: selection).
 
     Args:
         model: a fitted recommender over ``fs``'s item index.
@@ -345,11 +373,14 @@ def evaluate_model(
         task: a prepared task (to share between models); built from ``fs`` when None.
         batch_size: users per ``recommend`` call (default: :func:`batch_users`).
         progress: show a progress bar (None: only on a terminal).
+        target: ``test`` or ``valid`` (must match ``task`` when one is given).
     """
     _check_params(params)
-    task = task or build_task(fs, protocol, params.exclude_seen)
-    if task.exclude_seen != params.exclude_seen or task.protocol != protocol:
-        raise RecopsError("the evaluation task was built for another protocol or exclude_seen setting")
+    task = task or build_task(fs, protocol, params.exclude_seen, target)
+    if task.exclude_seen != params.exclude_seen or task.protocol != protocol or task.target != target:
+        raise RecopsError(
+            "the evaluation task was built for another protocol, target or exclude_seen setting"
+        )
     started = time.perf_counter()
     top = rank_task(model, task, max(params.ks), item_mask, batch_size, progress)
     label = name or str(getattr(model, "family", type(model).__name__))
@@ -367,45 +398,14 @@ def evaluate_models(
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool | None = None,
+    target: Target = "test",
 ) -> dict[str, EvaluationResult]:
-    """Evaluate several models on the same users (one shared task); keys are the given names."""
-    task = build_task(fs, protocol, params.exclude_seen)
+    """Evaluate several models on the same ``target`` users (one shared task); keys are the given names."""
+    task = build_task(fs, protocol, params.exclude_seen, target)
     return {
         name: evaluate_model(
             model, fs, params, protocol, item_mask, name=name, seed=seed, task=task, batch_size=batch_size,
-            progress=progress,
+            progress=progress, target=target,
         )
         for name, model in models.items()
     }  # fmt: skip
-
-
-def paired_difference(
-    challenger: EvaluationResult,
-    champion: EvaluationResult,
-    metric: str | None = None,
-    samples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """``(mean_diff, low, high)`` of challenger minus champion on a per-user metric (default: primary).
-
-    Raises:
-        RecopsError: when the two results were not computed on the same users.
-    """
-    key = metric or challenger.primary_metric
-    if not np.array_equal(challenger.user_idx, champion.user_idx):
-        raise RecopsError("paired comparison needs both models evaluated on the same users (same task)")
-    if key not in challenger.per_user or key not in champion.per_user:
-        raise RecopsError(f"no per-user values of {key!r}: use one of {sorted(challenger.per_user)}")
-    return paired_bootstrap_diff(challenger.per_user[key], champion.per_user[key], samples, confidence, seed)
-
-
-def results_table(
-    results: Mapping[str, EvaluationResult], names: Sequence[str] | None = None
-) -> list[dict[str, Any]]:
-    """One JSON-ready row of metrics per model (``name`` first), e.g. for a summary file."""
-    rows = []
-    for key in names or list(results):
-        res = results[key]
-        rows.append({"name": key, **{k: _json_float(v) for k, v in res.metrics.items()}})
-    return rows

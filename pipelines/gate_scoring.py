@@ -84,7 +84,7 @@ class PackageInFeatureSpace(Recommender):
         out[:, self.known] = inner[:, self.to_package[self.known]]
         return out
 
-    def _fit(self, data: Any, on_epoch: Any) -> None:
+    def _fit(self, train: Any, valid: Any, ctx: Any, on_epoch: Any) -> None:
         raise RecopsError("a registered package is not re-trained by the promotion gate")
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -7,9 +7,12 @@ Per-user metrics at cut-off ``k`` (``rel`` = relevant items of the user, ``hit_j
 rank ``j`` (1-based) is relevant; positions past the end of the list or padded count as misses):
 
 * ``ndcg``: ``sum_j hit_j / log2(j + 1)`` divided by the ideal DCG of ``min(|rel|, k)`` hits at the top.
-* ``recall``: hits in the top ``k`` divided by ``min(|rel|, k)`` (the normalisation of Liang et al.,
-  WWW'18, so a perfect list scores 1 even when a user has more than ``k`` relevant items). With one
-  relevant item, as in leave-last-out, it equals ``hr``.
+* ``recall``: hits in the top ``k`` divided by ``|rel|`` (the standard definition: the share of the user's
+  relevant items that made the top ``k``; below 1 for any list when a user has more than ``k`` relevant
+  items).
+* ``recall_trunc``: hits in the top ``k`` divided by ``min(|rel|, k)`` (the truncated normalisation of
+  Liang et al., WWW'18, so a perfect list scores 1 even when a user has more than ``k`` relevant items).
+  With one relevant item, as in leave-last-out, ``recall``, ``recall_trunc`` and ``hr`` are equal.
 * ``hr`` (hit rate): 1 when at least one relevant item is in the top ``k``.
 * ``mrr``: ``1 / rank`` of the first relevant item in the top ``k``, 0 if none.
 * ``map``: average precision, ``sum_j precision@j * hit_j / min(|rel|, k)``.
@@ -30,6 +33,7 @@ List-level metrics over all lists' top ``k`` (padding ignored):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +46,7 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 #: Per-user ranking metrics, in the order they are reported.
-RANKING_METRICS: tuple[str, ...] = ("ndcg", "recall", "hr", "mrr", "map")
+RANKING_METRICS: tuple[str, ...] = ("ndcg", "recall", "recall_trunc", "hr", "mrr", "map")
 #: List-level metrics, in the order they are reported.
 LIST_METRICS: tuple[str, ...] = ("coverage", "diversity", "novelty", "popularity_bias")
 
@@ -184,7 +188,14 @@ def ndcg(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
 
 
 def recall(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
-    """Recall@k per row: hits in the top ``k`` / ``min(|rel|, k)``."""
+    """Recall@k per row (standard): hits in the top ``k`` / ``|rel|``."""
+    n = np.asarray(n_relevant, dtype=np.int64)
+    _ideal(n, k)  # same check: every row needs a relevant item
+    return np.asarray(_prefix(hits, k).sum(axis=1) / n, dtype=np.float64)
+
+
+def recall_truncated(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
+    """Truncated recall@k per row: hits in the top ``k`` / ``min(|rel|, k)`` (1 for a perfect list)."""
     return np.asarray(_prefix(hits, k).sum(axis=1) / _ideal(n_relevant, k), dtype=np.float64)
 
 
@@ -230,15 +241,23 @@ def per_user_metrics(
     for k in ks:
         out[metric_name("ndcg", k)] = ndcg(hits, n_rel, k)
         out[metric_name("recall", k)] = recall(hits, n_rel, k)
+        out[metric_name("recall_trunc", k)] = recall_truncated(hits, n_rel, k)
         out[metric_name("hr", k)] = hit_rate(hits, k)
         out[metric_name("mrr", k)] = reciprocal_rank(hits, k)
         out[metric_name("map", k)] = average_precision(hits, n_rel, k)
     return out
 
 
+def exact_mean(values: ArrayLike) -> float:
+    """Mean with a correctly rounded sum (:func:`math.fsum`): the same value for the same numbers in any
+    order, so reordering users (or a different summation tree) cannot move a reported metric. NaN if empty."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    return math.fsum(flat.tolist()) / len(flat) if len(flat) else float("nan")
+
+
 def mean_metrics(per_user: dict[str, FloatArray]) -> dict[str, float]:
-    """Mean of each per-user array (NaN for an empty one)."""
-    return {name: float(values.mean()) if len(values) else float("nan") for name, values in per_user.items()}
+    """Mean of each per-user array (:func:`exact_mean`; NaN for an empty one)."""
+    return {name: exact_mean(values) for name, values in per_user.items()}
 
 
 # ---------------------------------------------------------------------------------------------- list level
@@ -284,8 +303,7 @@ def intra_list_diversity(
 ) -> float:
     """Mean of :func:`intra_list_diversity_per_list` over lists with at least two items (NaN if none)."""
     values = intra_list_diversity_per_list(top_k, k, item_category)
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if len(values) else float("nan")
+    return exact_mean(values[~np.isnan(values)])
 
 
 def _list_mean(values: FloatArray, valid: BoolArray) -> float:
@@ -293,14 +311,14 @@ def _list_mean(values: FloatArray, valid: BoolArray) -> float:
     keep = counts > 0
     if not keep.any():
         return float("nan")
-    per_list = np.where(valid, values, 0.0).sum(axis=1)[keep] / counts[keep]
-    return float(per_list.mean())
+    per_list = np.where(valid, values, 0.0).sum(axis=1)[keep] / counts[keep]  # row sums of <= k terms
+    return exact_mean(per_list)
 
 
 def novelty(top_k: NDArray[np.integer[Any]], k: int, item_popularity: NDArray[np.floating[Any]]) -> float:
     """Mean self-information ``-log2((pop_i + 1) / (sum(pop) + n_items))`` of the top ``k`` (per list)."""
     pop = np.asarray(item_popularity, dtype=np.float64)
-    info = -np.log2((pop + 1.0) / (pop.sum() + len(pop)))
+    info = -np.log2((pop + 1.0) / (math.fsum(pop.tolist()) + len(pop)))
     ranks, valid = _top(top_k, k)
     return _list_mean(info[np.maximum(ranks, 0)], valid)
 

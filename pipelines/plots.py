@@ -4,7 +4,8 @@ Figures are built on :class:`matplotlib.figure.Figure` directly (Agg canvas, no 
 log them with ``mlflow.log_figure`` or save them; plot data are small CSV files for ``dvc plots``:
 
 * ``by_k/<name>.csv``: one row per cut-off ``k`` with every metric at that ``k`` (one file per model, so
-  ``dvc plots show`` draws one line per family, e.g. x=k, y=ndcg).
+  ``dvc plots show`` draws one line per family, e.g. x=k, y=ndcg); both ``recall`` (standard) and
+  ``recall_trunc`` (over ``min(k, |relevant|)``) are columns.
 * ``comparison.csv``: one row per model: primary metric with its bootstrap interval, coverage and
   popularity bias at the primary cut-off, users evaluated.
 """
@@ -65,7 +66,7 @@ def metric_comparison_figure(
         errors = np.vstack([np.maximum(values - lows, 0), np.maximum(highs - values, 0)])
     ax.bar(names, values, yerr=errors, capsize=4, color="tab:blue")
     ax.set_ylabel(key)
-    title = f"{key} ({first.protocol} split, {first.n_users:,} users)"
+    title = f"{key} ({first.target} period, {first.protocol} split, {first.n_users:,} users)"
     ax.set_title(title + (f", {confidence:.0%} bootstrap CI" if errors is not None else ""))
     ax.tick_params(axis="x", labelrotation=20)
     return fig

@@ -1,6 +1,14 @@
 """The promotion gate as pure functions: scores in, a decision with its reasons out (no I/O).
 
-Gate (all must hold; against the baseline when there is no champion yet):
+Preconditions (:func:`precondition_checks`; the comparison means nothing without them):
+
+* the current test period has at least ``min_test_users`` scored users;
+* the challenger's training cut-off (the first instant not in its training data) is not after the current
+  test start: a challenger that has seen the test period would be judged on its own training data;
+* when a champion exists it loads through the scorer's loader: an unloadable champion blocks the promotion
+  (roll it back or fix it first); the gate never silently compares with the baseline instead.
+
+Comparison (:func:`gate_checks`; all must hold; against the baseline when there is no champion yet):
 
 * primary metric improves by at least ``min_relative_improvement`` (relative);
 * if ``require_ci_agreement``: the paired-bootstrap interval of challenger minus incumbent lies above 0;
@@ -12,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +43,7 @@ class PromoteParams(BaseModel):
     max_coverage_drop: float = Field(0.10, ge=0, le=1)
     max_cold_ndcg_drop: float = Field(0.10, ge=0, le=1)
     latency_budget_ms: float = Field(50.0, gt=0)
+    min_test_users: int = Field(50, ge=1)
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,89 @@ class ModelScores:
 
 @dataclass(frozen=True)
 class GateCheck:
+    """One verdict of the gate: its name, whether it passed, and a one-line reason for a person."""
+
     name: str
     passed: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What the gate knows besides the scores.
+
+    Attributes:
+        n_test_users: users scored on the current test period (0 when there were none).
+        test_start: first instant of the current test period (UTC).
+        challenger_cutoff: the challenger package's training cut-off; None when it records none.
+        champion_version: the version holding ``champion`` when the gate started (None: no champion yet).
+        champion_error: why the champion could not be loaded; empty when it loaded (or there is none).
+    """
+
+    n_test_users: int
+    test_start: datetime
+    challenger_cutoff: datetime | None
+    champion_version: int | None = None
+    champion_error: str = ""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def precondition_checks(params: PromoteParams, context: GateContext) -> list[GateCheck]:
+    """The checks that must hold before any comparison means something (pure: no I/O).
+
+    ``enough_test_users``, ``training_cutoff`` and, when there is a champion, ``champion_loads``.
+    """
+    n, need = context.n_test_users, params.min_test_users
+    checks = [
+        GateCheck(
+            "enough_test_users",
+            n >= need,
+            f"scored {n} test user(s) on the current test period, need >= {need} (promote.min_test_users)"
+            + ("" if n >= need else ": too few to judge a promotion; wait for more data"),
+        )
+    ]
+    cutoff, start = context.challenger_cutoff, context.test_start
+    if cutoff is None:
+        checks.append(
+            GateCheck(
+                "training_cutoff",
+                False,
+                "the challenger records no training cut-off, so it cannot be shown not to have seen the "
+                f"test period (starts {_iso(start)}): retrain it with the current pipeline",
+            )
+        )
+    else:
+        checks.append(
+            GateCheck(
+                "training_cutoff",
+                cutoff <= start,
+                f"challenger trained on events before {_iso(cutoff)}, "
+                f"current test period starts {_iso(start)}"
+                + (
+                    ""
+                    if cutoff <= start
+                    else ": it has seen the test period, so its test score says nothing; retrain it on "
+                    "the current features (train + valid only)"
+                ),
+            )
+        )
+    if context.champion_version is not None:
+        version = context.champion_version
+        checks.append(
+            GateCheck(
+                "champion_loads",
+                not context.champion_error,
+                f"champion v{version} loads through the scorer's loader"
+                if not context.champion_error
+                else f"champion v{version} exists but does not load through the scorer's loader "
+                f"({context.champion_error}); the gate does not fall back to the baseline: roll back "
+                "(`recops rollback`, or `--to VERSION`) or fix the champion, then run promote again",
+            )
+        )
+    return checks
 
 
 def relative_change(new: float, old: float) -> float:
@@ -84,7 +174,10 @@ def gate_checks(
     params: PromoteParams,
     diff: tuple[float, float, float],
 ) -> list[GateCheck]:
-    """The gate's verdicts, each with a one-line reason (pure: no I/O)."""
+    """The comparison checks of ``challenger`` against ``incumbent``, each with a one-line reason (pure).
+
+    The preconditions (test users, training cut-off, champion loads) are :func:`precondition_checks`.
+    """
     name = params.primary_metric
     rel = relative_change(challenger.primary, incumbent.primary)
     checks = [
@@ -157,6 +250,22 @@ class PromotionDecision:
     def promoted(self) -> bool:
         return self.outcome == "promoted"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (non-finite numbers become None), e.g. for a step result handed on via XCom."""
+        return {
+            "model_name": self.model_name,
+            "outcome": self.outcome,
+            "challenger_version": self.challenger_version,
+            "champion_before": self.champion_before,
+            "champion_after": self.champion_after,
+            "compared_with": self.compared_with,
+            "checks": [asdict(c) for c in self.checks],
+            "table": [{k: _json_value(v) for k, v in row.items()} for row in self.table],
+            "diff": [_json_value(v) for v in self.diff],
+            "promotion_run_id": self.promotion_run_id,
+            "reasons": list(self.reasons),
+        }
+
     def summary_metrics(self) -> dict[str, Any]:
         """The numbers recorded with the audit row."""
         out: dict[str, Any] = {
@@ -171,40 +280,76 @@ class PromotionDecision:
         return out
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def decide(
     model_name: str,
     challenger_version: int,
-    champion_version: int | None,
     *,
     challenger: ModelScores,
-    incumbent: ModelScores,
+    champion: ModelScores | None,
     baseline: ModelScores,
     diff: tuple[float, float, float],
     params: PromoteParams,
+    context: GateContext,
     notes: Sequence[str] = (),
 ) -> PromotionDecision:
-    """The gate's decision for ``challenger`` against ``incumbent`` (the champion, or the baseline when there
-    is none), with the comparison table and every failed check as a reason (pure: no I/O).
+    """The gate's decision for ``challenger`` (pure: no I/O).
+
+    The incumbent is the champion when there is one (``context.champion_version``), else the baseline. When
+    the champion exists but did not load (``champion`` None, ``context.champion_error`` set), the comparison
+    checks are not run and the decision is ``blocked`` by ``champion_loads``.
 
     Args:
-        notes: reasons known before scoring (e.g. why the champion was not the incumbent), kept first.
+        diff: paired bootstrap of challenger minus incumbent on the primary metric (NaN without incumbent).
+        notes: reasons known before scoring, kept first.
     """
-    checks = gate_checks(challenger, incumbent, params, diff)
+    checks = precondition_checks(params, context)
+    has_champion = context.champion_version is not None
+    incumbent = champion if has_champion else baseline
+    if incumbent is not None:
+        checks += gate_checks(challenger, incumbent, params, diff)
     passed = all(c.passed for c in checks)
-    scored = [challenger, incumbent] if incumbent is not baseline else [challenger]
-    scored.append(baseline)
+    scored = [challenger] + ([champion] if has_champion and champion is not None else []) + [baseline]
     k = params.primary_metric.rsplit("_at_", 1)[-1]
     table = tuple(s.row(params.primary_metric, f"coverage_at_{k}") for s in scored)
     return PromotionDecision(
         model_name=model_name,
         outcome="promoted" if passed else "blocked",
         challenger_version=challenger_version,
-        champion_before=champion_version,
-        champion_after=challenger_version if passed else champion_version,
-        compared_with="champion" if incumbent.role == "champion" else "baseline",
+        champion_before=context.champion_version,
+        champion_after=challenger_version if passed else context.champion_version,
+        compared_with="champion" if has_champion else "baseline",
         checks=tuple(checks),
         table=table,
         diff=diff,
         promotion_run_id="",
         reasons=(*notes, *(c.detail for c in checks if not c.passed)),
+    )
+
+
+def refuse(
+    model_name: str,
+    challenger_version: int,
+    champion_version: int | None,
+    checks: Sequence[GateCheck],
+) -> PromotionDecision:
+    """A ``blocked`` decision taken before anything could be scored (e.g. the challenger does not load, or
+    the test period has no user), with the failed checks as reasons (pure: no I/O)."""
+    return PromotionDecision(
+        model_name=model_name,
+        outcome="blocked",
+        challenger_version=challenger_version,
+        champion_before=champion_version,
+        champion_after=champion_version,
+        compared_with="champion" if champion_version is not None else "baseline",
+        checks=tuple(checks),
+        table=(),
+        diff=(math.nan, math.nan, math.nan),
+        promotion_run_id="",
+        reasons=tuple(c.detail for c in checks if not c.passed),
     )

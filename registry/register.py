@@ -1,5 +1,9 @@
 """Register the best model of a pipeline run as a version of ``settings.model_name``, alias ``challenger``.
 
+The best model is chosen on the **validation** split only: the family whose selection model (fitted on
+train) scored the highest ``valid_<primary_metric>`` (:func:`pick_best`). Test metrics are the report and
+never choose; a family that wins on test but loses on validation is not registered.
+
 The registry works by alias only (``champion``, ``challenger``, ``previous``); stages are never used and
 aliases are resolved only with ``MlflowClient.get_model_version_by_alias``. Registration is idempotent: a
 version is identified by its lineage key (git commit + data md5 + params hash), so registering the same
@@ -43,6 +47,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT_NAME = "model"
+#: Prefix of the metrics the evaluate stage measured on the validation split (``valid_ndcg_at_10``).
+VALID_PREFIX = "valid_"
+
+
+def selection_metric(primary_metric: str) -> str:
+    """The logged metric that selects a family: ``primary_metric`` on the validation split."""
+    return f"{VALID_PREFIX}{primary_metric}"
 
 
 @dataclass(frozen=True)
@@ -117,16 +128,18 @@ def find_parent_run(client: MlflowClient, settings: Settings, pipeline_run_id: s
 
 
 def candidate_runs(client: MlflowClient, parent: Run, primary_metric: str) -> list[Run]:
-    """The model runs compared in the pipeline run ``parent`` that finished and logged ``primary_metric``.
+    """The model runs compared in the pipeline run ``parent`` that finished and logged ``primary_metric``
+    on the validation split (``valid_<primary_metric>``, what :func:`pick_best` selects on).
 
     When the evaluate stage ran under ``parent`` it tagged the runs it scored (``recops.scored.<family>``);
     those are the candidates even if DVC restored some families from an earlier pipeline run's cache.
     Otherwise: the finished, current (not superseded) child runs of ``parent``.
     """
+    key = selection_metric(primary_metric)
     scored = [v for k, v in parent.data.tags.items() if k.startswith(TAG_SCORED_PREFIX)]
     if scored:
         runs = [client.get_run(run_id) for run_id in sorted(set(scored))]
-        return [r for r in runs if r.info.status == "FINISHED" and finite(r.data.metrics.get(primary_metric))]
+        return [r for r in runs if r.info.status == "FINISHED" and finite(r.data.metrics.get(key))]
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
@@ -137,15 +150,21 @@ def candidate_runs(client: MlflowClient, parent: Run, primary_metric: str) -> li
         for run in children
         if run.info.status == "FINISHED"
         and run.data.tags.get(TAG_SUPERSEDED) != "true"
-        and finite(run.data.metrics.get(primary_metric))
+        and finite(run.data.metrics.get(key))
     ]
 
 
 def pick_best(runs: list[Run], primary_metric: str) -> Run:
-    """The run with the highest ``primary_metric`` (ties: the later run)."""
+    """The run with the highest validation ``primary_metric`` (``valid_<primary_metric>``; ties: the later
+    run). The test value of the metric is never read: selecting on it would make the report optimistic."""
+    key = selection_metric(primary_metric)
+    runs = [r for r in runs if finite(r.data.metrics.get(key))]
     if not runs:
-        raise RegistryError(f"no finished child run logged {primary_metric!r}: run the evaluate stage first")
-    return max(runs, key=lambda r: (float(r.data.metrics[primary_metric]), int(r.info.start_time or 0)))
+        raise RegistryError(
+            f"no finished child run logged {key!r} ({primary_metric} on the validation split): "
+            "run the evaluate stage first"
+        )
+    return max(runs, key=lambda r: (float(r.data.metrics[key]), int(r.info.start_time or 0)))
 
 
 def logged_model_id(client: MlflowClient, run: Run) -> str:
@@ -196,7 +215,8 @@ def register_best(
     Args:
         pipeline_run_id: MLflow run id of the parent run, or the orchestrator's run id; None: the latest.
         settings: MLflow URIs, model name and metadata database.
-        primary_metric: the logged metric that picks the best family (``promote.primary_metric``).
+        primary_metric: the metric whose validation value (``valid_<primary_metric>``) picks the best
+            family (``promote.primary_metric``).
         actor: who asked (recorded in the audit trail).
     Returns:
         The version (new, or the existing one with the same lineage key) and whether it was created.
@@ -240,9 +260,13 @@ def register_best(
             to_version=version,
             actor=actor,
             action="register",
-            reason=f"best of pipeline run {parent.info.run_id} on {primary}"
+            reason=f"best of pipeline run {parent.info.run_id} on {selection_metric(primary)}"
             + ("" if created else " (existing version, same lineage)"),
-            metrics={primary: metrics.get(primary), "family": lineage["family"]},
+            metrics={
+                selection_metric(primary): metrics.get(selection_metric(primary)),
+                primary: metrics.get(primary),
+                "family": lineage["family"],
+            },
         )
     return RegisterResult(
         name=name,

@@ -146,7 +146,7 @@ def log_package(
     }
     parent = parent_run_id or get_or_create_parent(client, settings, lineage)
     folder = tmp / f"pkg-{secrets.token_hex(4)}" / "package"
-    package.save(folder, lineage={**lineage, "pipeline_run_id": parent}, params_hash=lineage["params_hash"])
+    package.save(folder)  # lineage lives in the run tags (child_run), not in the package
     for name, body in (extra_files or {}).items():
         (folder / name).write_bytes(body)
     artifacts = {"package": str(folder)}

@@ -33,26 +33,27 @@ ActorOption = typer.Option(None, "--actor", help="Who is acting (audit trail); d
 
 def register_cmd(
     pipeline_run: str | None = typer.Option(
-        None, "--pipeline-run", help="MLflow parent run id or orchestrator run id; default: the latest."
+        None,
+        "--pipeline-run",
+        help="MLflow parent run id or orchestrator run id; default: RECOPS_PIPELINE_RUN_ID when set, "
+        "else the latest pipeline run.",
     ),
     actor: str | None = ActorOption,
 ) -> None:
-    """Register the best model of a pipeline run and point the `challenger` alias at it."""
-    from registry.register import register_best
+    """Register the family that is best on the validation split and point the `challenger` alias at it."""
+    from pipelines.cli.context import step_context
+    from pipelines.register_step import run_register
 
-    settings, params = command_context()
-    result = register_best(
-        pipeline_run,
-        settings=settings,
-        primary_metric=params.promote.primary_metric,
-        actor=actor or _default_actor(),
-    )
-    state = "registered new" if result.created else "reused existing (same lineage)"
-    metric = result.metrics.get(result.primary_metric, float("nan"))
+    result = run_register(step_context(actor or _default_actor()), pipeline_run)
+    info = result.info
+    state = "registered new" if info["created"] else "reused existing (same lineage)"
+    primary, selected_on = info["primary_metric"], info["selected_on"]
+    valid = result.metrics.get(selected_on, float("nan"))
+    test = result.metrics.get(primary, float("nan"))
     typer.echo(
-        f"{state} {result.name} v{result.version} ({result.family}, run {result.run_id}, "
-        f"{result.primary_metric}={metric:.4f}); "
-        f"challenger: {_v(result.previous_challenger)} -> v{result.version}"
+        f"{state} {info['model_name']} v{info['version']} ({info['family']}, run {result.run_ids['model']}, "
+        f"selected on {selected_on}={valid:.4f}; test {primary}={test:.4f}); "
+        f"challenger: {_v(info['previous_challenger'])} -> v{info['version']}"
     )
 
 
@@ -63,26 +64,27 @@ def promote_cmd(
     """Compare `challenger` with `champion` on the current test data and promote it if the gate passes."""
     from rich.console import Console
 
-    from pipelines.promote import promote
+    from pipelines.cli.context import step_context
+    from pipelines.promote import run_promote
 
-    settings, params = command_context()
-    decision = promote(settings=settings, params=params, actor=actor or _default_actor())
+    info = run_promote(step_context(actor or _default_actor())).info
     console = Console()
-    if decision.table:
-        console.print(_comparison_table(decision.table))
-    for check in decision.checks:
-        mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
-        console.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
-    colour = "green" if decision.promoted else "yellow"
+    if info["table"]:
+        console.print(_comparison_table(tuple(info["table"])))
+    for check in info["checks"]:
+        mark = "[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]"
+        console.print(f"  {mark} {check['name']}: {check['detail']}", highlight=False)
+    promoted = info["outcome"] == "promoted"
+    colour = "green" if promoted else "yellow"
     console.print(
-        f"[{colour}]{decision.outcome}[/{colour}]: champion {_v(decision.champion_before)} -> "
-        f"{_v(decision.champion_after)} (challenger v{decision.challenger_version}, "
-        f"compared with the {decision.compared_with}; promotion run {decision.promotion_run_id or '-'})",
+        f"[{colour}]{info['outcome']}[/{colour}]: champion {_v(info['champion_before'])} -> "
+        f"{_v(info['champion_after'])} (challenger v{info['challenger_version']}, "
+        f"compared with the {info['compared_with']}; promotion run {info['promotion_run_id'] or '-'})",
         highlight=False,
     )
-    for reason in decision.reasons:
+    for reason in info["reasons"]:
         console.print(f"  reason: {reason}", highlight=False)
-    if fail_on_block and decision.outcome in ("blocked", "lost_race"):
+    if fail_on_block and info["outcome"] in ("blocked", "lost_race"):
         raise typer.Exit(1)
 
 

@@ -31,26 +31,42 @@ def train(
     from pipelines.train import run_train
 
     result = run_train(step_context(), family)
-    typer.echo(f"trained {family} -> {result.outputs['model']} (run {result.run_ids['model']})")
+    typer.echo(f"trained {family} -> {result.outputs['package']} (run {result.run_ids['model']})")
 
 
 def evaluate() -> None:
-    """Evaluate every trained family on the same test set (DVC stage `evaluate`)."""
+    """Select on validation, report on test: every trained family on the same users (DVC stage `evaluate`)."""
     from rich.console import Console
     from rich.table import Table
 
     from pipelines.stages import run_evaluate
 
     result = run_evaluate(step_context())
+    info = result.info
     metrics: dict[str, dict[str, float]] = {}
     for key, value in result.metrics.items():
         family, name = key.split(".", 1)
         metrics.setdefault(family, {})[name] = value
-    names = ["ndcg_at_10", "recall_at_10", "mrr_at_10", "map_at_10", "coverage_at_10", "ndcg_at_10_cold"]
-    table = Table(title="evaluation (full ranking, test period)")
-    table.add_column("family")
+    selected_by = str(info["selected_by"])
+    primary = selected_by.removeprefix("valid_")
+    cut = primary.rsplit("_at_", 1)[-1]
+    names = [selected_by, primary] + [
+        f"{m}_at_{cut}" for m in ("recall", "recall_trunc", "mrr", "map", "coverage")
+    ] + [f"{primary}_cold"]  # fmt: skip
+    table = Table(title="evaluation (full ranking): 'valid' column = selection, the others = test period")
+    table.add_column("family", no_wrap=True)
     for name in names:
-        table.add_column(name.replace("_at_", "@").replace("_cold", " cold"), justify="right")
+        label = name.replace("_at_", "@").replace("_cold", " cold").replace("valid_", "valid ")
+        table.add_column(label, justify="right", no_wrap=True)
     for family, values in metrics.items():
-        table.add_row(family, *(f"{values.get(n, float('nan')):.4f}" for n in names))
-    Console(width=max(Console().width, 100)).print(table)
+        mark = " *" if family == info["selected"] else ""
+        table.add_row(family + mark, *(f"{values.get(n, float('nan')):.4f}" for n in names))
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    console.print(
+        f"* selected on {selected_by}: {info['selected']}. Scored {info['n_valid_users']} validation users "
+        f"and {info['n_test_users']} test users (promote.min_test_users = {info['min_test_users']}"
+        + ("" if info["enough_test_users"] else ": too few, the promotion gate will refuse")
+        + ").",
+        highlight=False,
+    )

@@ -107,9 +107,12 @@ class FeatureSet:
         return self.interactions(split, protocol).histories()
 
     def sequence_lists(
-        self, split: Split = "all", protocol: Protocol = "temporal", max_len: int | None = None
+        self, split: Split, protocol: Protocol = "temporal", max_len: int | None = None
     ) -> tuple[IntArray, IntArray]:
-        """Each user's last ``max_len`` items (default ``params.max_sequence_length``) in CSR form.
+        """Each user's last ``max_len`` items (default ``params.max_sequence_length``) of ``split``, as CSR.
+
+        ``split`` has no default on purpose: ``"test"`` and ``"all"`` include the test period, so a model
+        must never be fitted on them; fit on ``"train"`` (selection) or ``"train_valid"`` (the refit).
 
         Returns:
             ``(offsets, items)``: user ``u``'s sequence, oldest first, is ``items[offsets[u]:offsets[u+1]]``.
@@ -127,9 +130,10 @@ class FeatureSet:
         return offsets, item[keep]
 
     def sequences(
-        self, split: Split = "all", protocol: Protocol = "temporal", max_len: int | None = None
+        self, split: Split, protocol: Protocol = "temporal", max_len: int | None = None
     ) -> IntArray:
-        """Each user's last ``max_len`` items as an ``(n_users, max_len)`` matrix, right-aligned, -1 padded.
+        """Each user's last ``max_len`` items of ``split`` as an ``(n_users, max_len)`` matrix, right-aligned,
+        -1 padded (no default split: see :meth:`sequence_lists`).
 
         Shorter sequences are padded on the left with -1, so the latest item is always in the last column.
         """

@@ -15,8 +15,9 @@ import pytest
 from numpy.typing import NDArray
 
 from core.errors import RecopsError
-from models.base import EpochCallback, FloatArray, IntArray, Interactions, Recommender
-from pipelines.evaluate import build_task, evaluate_model, evaluate_models, paired_difference, results_table
+from models.base import EpochCallback, FitContext, FloatArray, IntArray, Interactions, Recommender
+from pipelines.evaluate import build_task, evaluate_model, evaluate_models
+from pipelines.evaluate_report import paired_difference, results_table
 from pipelines.features import FeatureSet, build_features
 from pipelines.params import EvaluateParams, FeatureParams
 from tests.factories import make_catalog, make_events
@@ -34,7 +35,9 @@ class FixedScores(Recommender):
         super().__init__()
         self.fixed = np.asarray(scores, dtype=np.float32)
 
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+    def _fit(
+        self, data: Interactions, valid: Interactions | None, ctx: FitContext, on_epoch: EpochCallback | None
+    ) -> None:
         self.item_popularity = np.zeros(data.n_items, dtype=np.float32)  # no popularity tie-breaking
 
     def score(self, histories: Sequence[IntArray]) -> FloatArray:
@@ -63,7 +66,9 @@ class Oracle(Recommender):
         self.targets = targets or {}
         self.sign = sign
 
-    def _fit(self, data: Interactions, on_epoch: EpochCallback | None) -> None:
+    def _fit(
+        self, data: Interactions, valid: Interactions | None, ctx: FitContext, on_epoch: EpochCallback | None
+    ) -> None:
         pass
 
     def score(self, histories: Sequence[IntArray]) -> FloatArray:
@@ -128,6 +133,8 @@ def test_fixed_ranking_against_hand_computed_metrics(small_fs: FeatureSet) -> No
     assert res.per_user["ndcg_at_5"].tolist() == pytest.approx([u1, 0.0, u3, 0.0])
     assert res.metrics["ndcg_at_5"] == pytest.approx((u1 + u3) / 4)
     assert res.metrics["recall_at_5"] == pytest.approx((2 / 3 + 0 + 1 + 0) / 4)
+    assert res.metrics["recall_at_2"] == pytest.approx((1 / 3 + 0 + 1 + 0) / 4)  # standard: hits / |rel|
+    assert res.metrics["recall_trunc_at_2"] == pytest.approx((1 / 2 + 0 + 1 + 0) / 4)  # hits / min(k, |rel|)
     assert res.metrics["hr_at_2"] == pytest.approx(2 / 4)  # u1 (rank 1) and u3 (rank 2)
     assert res.metrics["mrr_at_5"] == pytest.approx((1 + 0 + 0.5 + 0) / 4)
     assert res.metrics["coverage_at_5"] == pytest.approx(5 / 20)
@@ -168,7 +175,9 @@ def test_to_dict_is_strict_json(small_fs: FeatureSet) -> None:
     assert data["metrics"]["ndcg_at_5_ci_low"] is None
     assert json.loads(text)["per_user"]["user_idx"] == [0, 1, 2, 3]
     assert data["by_category"]["cat0"]["n_users"] == 2
-    assert results_table({"f": res})[0]["name"] == "f"
+    assert data["target"] == "test" and "seconds" not in data  # no wall time: the same inputs, the same bytes
+    table = results_table({"f": res})
+    assert table[0]["name"] == "f" and table[0]["ndcg_at_5_ci_low"] is None
 
 
 def test_bad_params_and_models_are_refused(small_fs: FeatureSet) -> None:
@@ -182,6 +191,33 @@ def test_bad_params_and_models_are_refused(small_fs: FeatureSet) -> None:
     )
     with pytest.raises(RecopsError, match="items"):
         evaluate_model(other, small_fs, PARAMS)
+
+
+def test_valid_task_uses_train_history_and_never_sees_the_test_period(small_fs: FeatureSet) -> None:
+    task = build_task(small_fs, "temporal", target="valid")
+    # only u2 has a validation event (item 2 on Jan 2); its history is its train events only
+    assert task.target == "valid" and task.users.tolist() == [1]
+    assert [h.tolist() for h in task.histories] == [[1]]
+    assert task.relevance.row(0).tolist() == [2]
+    assert task.cold.tolist() == [False]
+    # popularity for novelty counts train events only: the test items 0, 3 and 10 have none
+    assert task.item_popularity[[0, 3, 10]].tolist() == [0.0, 0.0, 0.0] and task.item_popularity[5] == 1.0
+    res = evaluate_model(_fixed(small_fs), small_fs, PARAMS, progress=False, target="valid", task=task)
+    assert res.target == "valid" and res.n_users == 1
+    assert res.per_user["ndcg_at_5"].tolist() == [0.5]  # list [0, 1, 2, ...]: item 2 at rank 3
+    with pytest.raises(RecopsError, match="target"):
+        evaluate_model(_fixed(small_fs), small_fs, PARAMS, progress=False, task=task)  # a valid task for test
+    with pytest.raises(RecopsError, match="unknown evaluation target"):
+        build_task(small_fs, target="train")  # type: ignore[arg-type]
+
+
+def test_valid_targets_under_leave_last_out(factory_fs: FeatureSet) -> None:
+    valid, test = build_task(factory_fs, "loo", target="valid"), build_task(factory_fs, "loo")
+    assert (valid.relevance.sizes == 1).all() and valid.users.tolist() == test.users.tolist()
+    # each history for valid is the test history minus its last item (the validation event itself)
+    for r in range(valid.n_users):
+        assert test.histories[r][:-1].tolist() == valid.histories[r].tolist()
+        assert test.histories[r][-1] == valid.relevance.row(r)[0]
 
 
 # ------------------------------------------------------------------------------------------ oracle
@@ -205,10 +241,16 @@ def test_oracle_scores_one_and_reverse_oracle_zero(factory_fs: FeatureSet, proto
     assert len(factory_fs.cold_users(protocol)) == 0  # type: ignore[arg-type]
     best = evaluate_model(_oracle(factory_fs, protocol, 1.0), factory_fs, params, protocol, progress=False)  # type: ignore[arg-type]
     worst = evaluate_model(_oracle(factory_fs, protocol, -1.0), factory_fs, params, protocol, progress=False)  # type: ignore[arg-type]
-    for metric in ("ndcg", "recall", "hr", "mrr", "map"):
+    for metric in ("ndcg", "recall", "recall_trunc", "hr", "mrr", "map"):
         for k in (5, 10, 20):
-            assert best.metrics[f"{metric}_at_{k}"] == pytest.approx(1.0)
             assert worst.metrics[f"{metric}_at_{k}"] == 0.0
+            if metric != "recall":
+                assert best.metrics[f"{metric}_at_{k}"] == pytest.approx(1.0)
+    sizes = build_task(factory_fs, protocol).relevance.sizes  # type: ignore[arg-type]
+    for k in (5, 10, 20):  # standard recall of a perfect list: min(k, |rel|) / |rel| per user
+        assert best.metrics[f"recall_at_{k}"] == pytest.approx(float(np.mean(np.minimum(sizes, k) / sizes)))
+    if protocol == "temporal":
+        assert sizes.max() > 5 and best.metrics["recall_at_5"] < 1.0  # the two recalls differ here
     if protocol == "loo":
         task = build_task(factory_fs, "loo")
         assert (task.relevance.sizes == 1).all() and task.n_users == 40

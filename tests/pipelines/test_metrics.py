@@ -13,6 +13,7 @@ from pipelines.metrics import (
     bootstrap_ci,
     catalogue_coverage,
     evaluated_rows,
+    exact_mean,
     hit_matrix,
     intra_list_diversity,
     list_metrics,
@@ -72,7 +73,7 @@ def test_two_hits_out_of_three_relevant() -> None:
     assert m["recall_at_10"] == pytest.approx([2 / 3])
     assert m["map_at_10"] == pytest.approx([(1 / 2 + 2 / 3) / 3])
     # k = 1: the first item is not relevant
-    assert [m[f"{x}_at_1"][0] for x in ("ndcg", "recall", "hr", "mrr", "map")] == [0.0] * 5
+    assert [m[f"{x}_at_1"][0] for x in ("ndcg", "recall", "recall_trunc", "hr", "mrr", "map")] == [0.0] * 6
 
 
 def test_single_relevant_item_at_rank_four() -> None:
@@ -83,9 +84,17 @@ def test_single_relevant_item_at_rank_four() -> None:
     assert m["ndcg_at_3"] == [0.0] and m["recall_at_3"] == [0.0]
 
 
-def test_more_relevant_items_than_k_can_still_score_one() -> None:
+def test_more_relevant_items_than_k_truncated_recall_can_still_score_one() -> None:
     m = _metrics([[1, 2]], [[1, 2, 3, 4, 5]], (2,))
-    assert m["ndcg_at_2"] == [1.0] and m["recall_at_2"] == [1.0] and m["map_at_2"] == [1.0]
+    assert m["ndcg_at_2"] == [1.0] and m["recall_trunc_at_2"] == [1.0] and m["map_at_2"] == [1.0]
+    assert m["recall_at_2"] == [2 / 5]  # standard recall: 2 of the 5 relevant items were found
+
+
+def test_standard_and_truncated_recall_differ_only_beyond_k() -> None:
+    # user 0: 4 relevant, 2 found in the top 3; user 1: 1 relevant, found; user 2: 3 relevant, 1 found
+    m = _metrics([[7, 1, 2], [4, 5, 6], [9, 8, 0]], [[1, 2, 3, 4], [6], [0, 10, 11]], (3,))
+    assert m["recall_at_3"] == pytest.approx([2 / 4, 1.0, 1 / 3])
+    assert m["recall_trunc_at_3"] == pytest.approx([2 / 3, 1.0, 1 / 3])
 
 
 def test_padding_before_a_hit_counts_as_a_miss() -> None:
@@ -212,3 +221,17 @@ def test_paired_bootstrap_diff() -> None:
     assert same == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same users"):
         paired_bootstrap_diff([1.0, 2.0], [1.0])
+
+
+def test_means_do_not_depend_on_the_order_of_the_values() -> None:
+    rng = np.random.default_rng(0)
+    scale = 10.0 ** rng.integers(-8, 8, 10_001)  # a wide range of magnitudes: float + is not associative
+    values = rng.random(10_001) * scale
+    shuffled = rng.permutation(values)
+    assert exact_mean(values) == exact_mean(shuffled) == exact_mean(values[::-1])
+    assert math.isnan(exact_mean(np.array([])))
+    # list metrics of the same lists in another user order are bit-identical
+    top = rng.permutation(200)[:120].reshape(40, 3)
+    cats, pop = rng.integers(-1, 5, 200), rng.random(200) * 1000
+    order = rng.permutation(40)
+    assert list_metrics(top, (2, 3), 200, cats, pop) == list_metrics(top[order], (2, 3), 200, cats, pop)

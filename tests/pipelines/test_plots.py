@@ -40,7 +40,8 @@ def _result(name: str, level: float, seed: int) -> EvaluationResult:
         "ndcg_at_10_ci_high": metrics["ndcg_at_10"] + 0.02,
     }
     return EvaluationResult(
-        name=name, protocol="temporal", ks=ks, primary_metric="ndcg_at_10", n_users=50, metrics=metrics,
+        name=name, protocol="temporal", target="test", ks=ks, primary_metric="ndcg_at_10", n_users=50,
+        metrics=metrics,
         by_category={}, user_idx=np.arange(50), cold=np.zeros(50, bool), per_user=per_user,
         top_k=np.zeros((50, 10), np.int64), seconds=0.1,
     )  # fmt: skip
@@ -52,6 +53,7 @@ RESULTS = {"popularity": _result("popularity", 0.2, 0), "item knn": _result("ite
 def test_figures_have_one_mark_per_model() -> None:
     bars = metric_comparison_figure(RESULTS, samples=100)
     ax = bars.axes[0]
+    assert ax.get_title().startswith("ndcg_at_10 (test period, temporal split, 50 users")
     assert [p.get_height() for p in ax.patches] == pytest.approx([RESULTS[n].primary for n in RESULTS])
     assert len(ax.lines) + len(ax.collections) > 0  # error bars drawn
     no_ci = metric_comparison_figure(RESULTS, metric="coverage_at_10")
@@ -84,6 +86,7 @@ def test_plot_data_files(tmp_path: Path) -> None:
     with (tmp_path / "by_k" / "popularity.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["k"] for r in rows] == ["5", "10"]
+    assert {"recall", "recall_trunc"} <= set(rows[0])  # both definitions, under their own names
     assert float(rows[1]["ndcg"]) == pytest.approx(RESULTS["popularity"].metrics["ndcg_at_10"])
     assert rows[0]["mrr"] == ""  # not computed: empty cell, not "nan"
     with (tmp_path / "comparison.csv").open() as handle:

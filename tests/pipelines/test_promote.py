@@ -1,8 +1,9 @@
-"""Promotion gate, alias moves, rollback and race safety on the embedded (SQLite) MLflow registry."""
+"""Promotion flow (score, decide, apply, log), alias moves, rollback and race safety on the embedded (SQLite)
+MLflow registry. The pure gate is tested in tests/registry/test_gate.py."""
 
 from __future__ import annotations
 
-import math
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,10 @@ from models import create_model
 from pipelines.evaluate import build_task
 from pipelines.gate_scoring import PackageInFeatureSpace, gate_evaluate_params, score_model
 from pipelines.params import Params
-from pipelines.promote import promote
+from pipelines.promote import promote, run_promote
 from registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version
 from registry.audit import audit_log
 from registry.client import mlflow_client
-from registry.gate import ModelScores, PromoteParams, gate_checks, relative_change
 from registry.rollback import rollback
 from tests.registry_helpers import (
     fit_package,
@@ -28,76 +28,6 @@ from tests.registry_helpers import (
     register_run,
     write_features_for,
 )
-
-GATE = PromoteParams()
-
-
-def _scores(
-    role: str, primary: float, coverage: float = 0.5, cold: float = 0.2, latency: float = 1.0
-) -> ModelScores:
-    return ModelScores(
-        role=role,  # type: ignore[arg-type]
-        label=role,
-        version=None,
-        primary=primary,
-        coverage=coverage,
-        cold=cold,
-        warm=primary,
-        per_user=np.full(10, primary),
-        latency_p50_ms=latency,
-    )
-
-
-def _failed(checks: list[Any]) -> set[str]:
-    return {c.name for c in checks if not c.passed}
-
-
-# ------------------------------------------------------------------------------------------ pure gate
-
-
-def test_gate_passes_a_clear_improvement() -> None:
-    checks = gate_checks(_scores("challenger", 0.33), _scores("champion", 0.30), GATE, (0.03, 0.01, 0.05))
-    assert _failed(checks) == set()
-
-
-@pytest.mark.parametrize(
-    ("challenger", "diff", "failed"),
-    [
-        (_scores("challenger", 0.303), (0.003, 0.001, 0.005), {"primary_improvement"}),  # +1% < +2%
-        (_scores("challenger", 0.33), (0.03, -0.01, 0.07), {"ci_above_zero"}),
-        (_scores("challenger", 0.33, coverage=0.40), (0.03, 0.01, 0.05), {"coverage_guardrail"}),  # -20%
-        (_scores("challenger", 0.33, cold=0.15), (0.03, 0.01, 0.05), {"cold_user_guardrail"}),  # -25%
-        (_scores("challenger", 0.33, latency=80.0), (0.03, 0.01, 0.05), {"latency_budget"}),
-        (_scores("challenger", 0.25), (-0.05, -0.07, -0.03), {"primary_improvement", "ci_above_zero"}),
-    ],
-)
-def test_gate_blocks_each_failure(
-    challenger: ModelScores, diff: tuple[float, float, float], failed: set[str]
-) -> None:
-    assert _failed(gate_checks(challenger, _scores("champion", 0.30), GATE, diff)) == failed
-
-
-def test_gate_edges() -> None:
-    # coverage drop of exactly 10% and cold drop of exactly 10% are allowed
-    ok = gate_checks(
-        _scores("challenger", 0.33, coverage=0.45, cold=0.18),
-        _scores("champion", 0.30),
-        GATE,
-        (0.03, 0.01, 0.05),
-    )
-    assert _failed(ok) == set()
-    # without CI agreement the interval is not checked; no cold users -> the cold guardrail is moot
-    relaxed = PromoteParams(require_ci_agreement=False)
-    checks = gate_checks(
-        _scores("challenger", 0.33, cold=math.nan), _scores("champion", 0.30), relaxed, (0.03, -1, 1)
-    )
-    assert _failed(checks) == set() and "ci_above_zero" not in {c.name for c in checks}
-    assert relative_change(0.1, 0.0) == math.inf and relative_change(0.0, 0.0) == 0.0
-    # an incumbent scoring 0 is beaten by anything positive, never by another 0
-    assert _failed(gate_checks(_scores("challenger", 0.0), _scores("champion", 0.0), relaxed, (0, 0, 0))) == {
-        "primary_improvement"
-    }
-
 
 # ------------------------------------------------------------------------------------------ item spaces
 
@@ -259,3 +189,60 @@ def test_unloadable_challenger_is_blocked(seeded: dict[str, Any]) -> None:
         rollback(to_version=v2, settings=settings, actor="oncall")
     with pytest.raises(RegistryError, match="no 'previous'"):
         rollback(settings=settings, actor="oncall")
+
+
+def test_unloadable_champion_blocks_instead_of_comparing_with_the_baseline(seeded: dict[str, Any]) -> None:
+    settings, runs = seeded["settings"], seeded["runs"]
+    client = mlflow_client(settings)
+    v1 = register_run(settings, runs["popularity"], CHAMPION)
+    v2 = register_run(settings, runs["good"], CHALLENGER)  # would beat both champion and baseline
+    root = Path(client.get_model_version_download_uri(settings.model_name, str(v1)).removeprefix("file://"))
+    (root / "artifacts" / "package" / "package.json").write_text("{not json")
+    decision = promote(settings=settings, params=Params(), actor="ci")
+    assert decision.outcome == "blocked" and decision.compared_with == "champion"
+    assert (decision.challenger_version, decision.champion_before, decision.champion_after) == (v2, v1, v1)
+    assert {c.name for c in decision.checks if not c.passed} == {"champion_loads"}
+    assert "primary_improvement" not in {c.name for c in decision.checks}  # no baseline stand-in
+    assert any(f"champion v{v1}" in r and "rollback" in r for r in decision.reasons), decision.reasons
+    assert alias_version(client, settings.model_name, CHAMPION) == v1
+    last = audit_log(settings).history(settings.model_name)[-1]
+    assert (last.action, last.from_version, last.to_version) == ("blocked", v1, v2)
+
+
+def test_a_challenger_trained_on_the_test_period_is_refused(seeded: dict[str, Any], tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from models.package import ModelPackage
+
+    settings, fs = seeded["settings"], seeded["fs"]
+    good = fit_package(fs, "good")
+    test_start = datetime.fromtimestamp(fs.split_info.test_start, UTC)
+    assert good.training_cutoff == test_start  # the refit on train + valid stops at the test start
+    leaky = ModelPackage(model=good.model, items=good.items, training_cutoff=test_start + timedelta(days=2))
+    version = register_run(
+        settings, log_package(settings, leaky, tmp_path, metrics={"ndcg_at_10": 0.9}), CHALLENGER
+    )
+    decision = promote(settings=settings, params=Params(), actor="ci")
+    assert decision.outcome == "blocked" and decision.challenger_version == version
+    assert {c.name for c in decision.checks if not c.passed} == {"training_cutoff"}
+    assert any("has seen the test period" in r for r in decision.reasons)
+    assert alias_version(mlflow_client(settings), settings.model_name, CHAMPION) is None
+
+
+def test_too_few_test_users_refuse_the_promotion(seeded: dict[str, Any]) -> None:
+    from pipelines.steps import StepContext
+    from registry.gate import PromoteParams
+
+    settings, runs, fs = seeded["settings"], seeded["runs"], seeded["fs"]
+    register_run(settings, runs["good"], CHALLENGER)
+    n_test = len(fs.test_users())
+    params = Params(promote=PromoteParams(min_test_users=n_test + 1))
+    blocked = run_promote(StepContext(settings, params, actor="airflow"))
+    assert blocked.step == "promote" and blocked.info["outcome"] == "blocked"
+    assert {c["name"] for c in blocked.info["checks"] if not c["passed"]} == {"enough_test_users"}
+    assert f"scored {n_test} test user(s)" in blocked.info["reasons"][0]
+    assert json.loads(json.dumps(blocked.to_dict(), allow_nan=False))["info"]["champion_after"] is None
+    # the same challenger with a threshold the data meets is promoted
+    ok = run_promote(StepContext(settings, Params(promote=PromoteParams(min_test_users=n_test)), actor="ci"))
+    assert ok.info["outcome"] == "promoted", ok.info["reasons"]
+    assert ok.run_ids["promotion"] and ok.outputs["champion"] == f"models:/{settings.model_name}@champion"

@@ -1,4 +1,5 @@
-"""register_best: best child run -> one model version per lineage, alias challenger, model card, audit."""
+"""register_best: best child run ON VALIDATION -> one model version per lineage, alias challenger, model card,
+audit; the step wrapper run_register."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from tests.registry_helpers import fit_package, log_package, write_features_for
 
 METRICS_GOOD = {
     "ndcg_at_10": 0.40, "ndcg_at_10_ci_low": 0.35, "ndcg_at_10_ci_high": 0.45, "recall_at_10": 0.5,
-    "coverage_at_10": 0.8, "ndcg_at_10_cold": 0.1, "ndcg_at_10_warm": 0.45,
+    "recall_trunc_at_10": 0.6, "coverage_at_10": 0.8, "ndcg_at_10_cold": 0.1, "ndcg_at_10_warm": 0.45,
+    "n_users": 120, "n_users_cold": 20, "n_users_warm": 100,
+    "valid_ndcg_at_10": 0.38, "valid_recall_at_10": 0.45, "valid_n_users": 110,
 }  # fmt: skip
 
 
@@ -51,7 +54,8 @@ def test_register_best_picks_best_child_is_idempotent_and_audited(
     good = log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics=METRICS_GOOD)
     log_package(
         recops_settings, fit_package(fs, "popularity"), tmp_path,
-        metrics={"ndcg_at_10": 0.2}, lineage=good.lineage, parent_run_id=good.parent_run_id,
+        metrics={"ndcg_at_10": 0.2, "valid_ndcg_at_10": 0.21}, lineage=good.lineage,
+        parent_run_id=good.parent_run_id,
     )  # fmt: skip
     params = Params()
 
@@ -88,7 +92,12 @@ def test_register_best_picks_best_child_is_idempotent_and_audited(
     )
     card = mv.description
     assert card.startswith("# itemknn recommender")
+    assert "Selected as the best family on `valid_ndcg_at_10` (0.3800)" in card
     assert "| ndcg_at_10 | 0.4000 | [0.3500, 0.4500] |" in card
+    assert "| recall_trunc_at_10 | 0.6000 |" in card and "min(k, relevant items)" in card
+    assert "## Validation metrics (selection)" in card and "| valid_recall_at_10 | 0.4500 |" in card
+    assert "test users scored: 120 (20 cold, 100 warm)" in card and "validation users scored: 110" in card
+    assert "| valid_ndcg_at_10 | 0.3800 | |" not in card  # validation figures stay out of the test table
     assert "| ndcg_at_10_cold | 0.1000 |" in card and "## Limitations" in card
     assert good.lineage["data_md5"] in card
 
@@ -101,7 +110,10 @@ def test_register_best_picks_best_child_is_idempotent_and_audited(
     assert load_alias(CHALLENGER, settings=recops_settings).package.family == "itemknn"
 
     # a new pipeline run (new lineage) gives a new version and moves challenger, audited
-    newer = log_package(recops_settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3})
+    newer = log_package(
+        recops_settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"ndcg_at_10": 0.3, "valid_ndcg_at_10": 0.3},
+    )  # fmt: skip
     third = register_best(
         newer.parent_run_id, settings=recops_settings, primary_metric=params.promote.primary_metric
     )
@@ -116,13 +128,68 @@ def test_register_without_runs_or_metrics_is_a_clear_error(recops_settings: Sett
     with pytest.raises(RegistryError, match=r"does not exist|no pipeline run"):
         register_best(None, settings=recops_settings, primary_metric=Params().promote.primary_metric)
     fs = write_features_for(recops_settings)
-    logged = log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics={"recall_at_10": 0.5})
-    with pytest.raises(RegistryError, match="logged 'ndcg_at_10'"):
+    # test metrics alone never select: a run without its validation value is not a candidate
+    logged = log_package(recops_settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.5})
+    with pytest.raises(
+        RegistryError, match=r"logged 'valid_ndcg_at_10' \(ndcg_at_10 on the validation split\)"
+    ):
         register_best(
             logged.parent_run_id, settings=recops_settings, primary_metric=Params().promote.primary_metric
         )
     with pytest.raises(RegistryError, match="no pipeline run 'nope'"):
         register_best("nope", settings=recops_settings, primary_metric=Params().promote.primary_metric)
+
+
+def test_a_family_that_wins_on_test_but_loses_on_validation_is_not_registered(
+    recops_settings: Settings, tmp_path: Path
+) -> None:
+    fs = write_features_for(recops_settings)
+    # itemknn: best on test, worse on validation; popularity: the reverse
+    test_winner = log_package(
+        recops_settings, fit_package(fs, "good"), tmp_path,
+        metrics={"ndcg_at_10": 0.50, "valid_ndcg_at_10": 0.20},
+    )  # fmt: skip
+    valid_winner = log_package(
+        recops_settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"ndcg_at_10": 0.10, "valid_ndcg_at_10": 0.30},
+        lineage=test_winner.lineage, parent_run_id=test_winner.parent_run_id,
+    )  # fmt: skip
+    result = register_best(None, settings=recops_settings, primary_metric="ndcg_at_10")
+    assert result.family == "popularity" and result.run_id == valid_winner.run_id
+    client = mlflow_client(recops_settings)
+    versions = client.search_model_versions(f"name = '{recops_settings.model_name}'")
+    assert [v.run_id for v in versions] == [valid_winner.run_id]  # the test winner was never registered
+    rows = audit_log(recops_settings).history(recops_settings.model_name)
+    assert "on valid_ndcg_at_10" in rows[-1].reason
+
+
+def test_run_register_uses_the_context_pipeline_run(recops_settings: Settings, tmp_path: Path) -> None:
+    from pipelines.register_step import run_register
+    from pipelines.steps import StepContext, StepResult
+
+    fs = write_features_for(recops_settings)
+    first = log_package(
+        recops_settings,
+        fit_package(fs, "good"),
+        tmp_path,
+        metrics={"valid_ndcg_at_10": 0.4, "ndcg_at_10": 0.4},
+    )
+    # a later pipeline run: "the latest" would pick it, the context names the first one
+    later = log_package(
+        recops_settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"valid_ndcg_at_10": 0.9, "ndcg_at_10": 0.9},
+    )  # fmt: skip
+    assert later.parent_run_id != first.parent_run_id
+    ctx = StepContext(recops_settings, Params(), pipeline_run_id=first.parent_run_id, actor="airflow")
+    result = run_register(ctx)
+    assert result.step == "register" and result.info["family"] == "itemknn"
+    assert result.run_ids["model"] == first.run_id and result.outputs["model_version"].endswith("/1")
+    assert result.info["selected_on"] == "valid_ndcg_at_10" and result.metrics["valid_ndcg_at_10"] == 0.4
+    assert StepResult.from_dict(result.to_dict()) == result  # JSON round trip (XCom)
+    rows = audit_log(recops_settings).history(recops_settings.model_name)
+    assert rows[-1].actor == "airflow"
+    # an explicit --pipeline-run wins over the context
+    assert run_register(ctx, later.parent_run_id).info["family"] == "popularity"
 
 
 def test_cli_register_promote_rollback_audit_recommend(

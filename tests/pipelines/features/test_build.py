@@ -108,6 +108,20 @@ def test_sequences_are_right_aligned_and_truncated(fs: FeatureSet) -> None:
     assert offsets.tolist() == [0, 2, 3, 3] and items.tolist() == [2, 1, 3]
 
 
+def test_sequences_need_an_explicit_split_and_train_has_no_test_items(fs: FeatureSet) -> None:
+    with pytest.raises(TypeError):
+        fs.sequences()  # type: ignore[call-arg]  # no default split: "all" would include the test period
+    with pytest.raises(TypeError):
+        fs.sequence_lists()  # type: ignore[call-arg]
+    train = fs.sequences("train", max_len=3)
+    assert train.tolist() == [[-1, 1, 2], [-1, -1, 3], [-1, -1, -1]]  # u1's Jan 2 purchase is validation
+    test_items = set(fs.events.loc[fs.split_mask("test"), "item_idx"].tolist())
+    assert test_items == {4, 5, 19}
+    for split in ("train", "train_valid"):
+        _, items = fs.sequence_lists(split)
+        assert not test_items & set(items.tolist()), split  # items seen only in the test period
+
+
 def test_item_table_stats_use_only_events_before_the_test_boundary(fs: FeatureSet) -> None:
     t = fs.item_table.set_index("item_id")
     assert t.loc["i00001", "n_view"] == 1 and t.loc["i00001", "n_purchase"] == 1
