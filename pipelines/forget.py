@@ -2,8 +2,9 @@
 
 Published batches hold pseudonymised user ids only, so a raw id (as the person knows it) is first turned
 into its pseudonym with the pseudonymisation key. Each affected ``data/<batch>/events.parquet`` is rewritten
-without the user's rows (temp file + ``os.replace``, so readers see the old or the new file, never half of
-one), then ``dvc add data`` and a verified push record the new version.
+without the user's rows (:func:`core.fsio.atomic_file`: temp file + rename, so readers see the old or the
+new file, never half of one), under the same data lock as publish, then ``dvc add data`` and a verified push
+record the new version.
 
 Old versions stay in the DVC cache, on the remote and in git history until purged; the result lists the
 cache objects (MD5s) that still hold the user's events, and ``docs/operations.md`` ("Forgetting a user")
@@ -14,8 +15,6 @@ state, "no events of this user", holds).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,14 +100,7 @@ def _rewrite_events(path: Path, pseudonym: str, scratch: Path) -> tuple[int, str
     events = canonical_events(pd.read_parquet(path))
     kept = remove_user_events(events, pseudonym)
     old_md5 = _file_md5(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{path.parent.name}.", suffix=".parquet", dir=scratch)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write_parquet(kept, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_parquet(kept, path, tmp_dir=scratch)  # atomic; the temporary file stays outside data/
     return len(events) - len(kept), old_md5
 
 

@@ -10,16 +10,26 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.errors import RecopsError
 from core.schema import EVENT_TYPES
 from registry.gate import PromoteParams
 
-ModelFamily = Literal["popularity", "recent_popularity", "itemknn", "als", "sasrec"]
+if TYPE_CHECKING:
+    from models import ModelConfig
 
 
 class _Section(BaseModel):
@@ -35,12 +45,15 @@ class GenerateParams(_Section):
 
 
 class ValidateParams(_Section):
+    """Thresholds of the validation gate. Column rules (text length, allowed text, null tokens, price and
+    quantity bounds) are not tunables: they live in ``core.schema``, shared with the loaders."""
+
     max_future_skew_minutes: float = Field(5.0, ge=0)
     max_duplicate_rate: float = Field(0.01, ge=0, le=1)
     volume_history_batches: int = Field(7, ge=0)
     volume_min_ratio: float = Field(0.2, ge=0)
     volume_max_ratio: float = Field(5.0, gt=0)
-    max_string_length: int = Field(256, ge=1)
+    volume_floor_rows: int = Field(50, ge=0)
 
 
 class FeatureParams(_Section):
@@ -68,46 +81,97 @@ class FeatureParams(_Section):
         return value
 
 
-class PopularityParams(_Section):
-    pass
+#: A model family name; valid names are the keys of :data:`models.FAMILIES`.
+ModelFamily = str
+DEFAULT_FAMILIES = ("popularity", "recent_popularity", "itemknn", "als")
 
 
-class RecentPopularityParams(_Section):
-    half_life_days: float = Field(7.0, gt=0)
+def _family_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("model_family", "{message}", {"message": message})
 
 
-class ItemKNNParams(_Section):
-    neighbours: int = Field(200, ge=1)
-    shrinkage: float = Field(10.0, ge=0)
-    session_weight: float = Field(1.0, ge=0)
-    user_weight: float = Field(0.2, ge=0)
-    repeat_weight: float = Field(0.3, ge=0)
-    repeat_decay: float = Field(0.98, gt=0, le=1)
+def _registered(name: str) -> str:
+    from models import family_names
 
-
-class ALSParams(_Section):
-    factors: int = Field(128, ge=1)
-    regularization: float = Field(30.0, ge=0)
-    alpha: float = Field(1.0, gt=0)
-    iterations: int = Field(15, ge=1)
+    if name not in family_names():
+        raise _family_error(f"unknown model family {name!r}; known families: {', '.join(family_names())}")
+    return name
 
 
 class TrainParams(_Section):
-    families: list[ModelFamily] = Field(
-        default_factory=lambda: ["popularity", "recent_popularity", "itemknn", "als"]  # type: ignore[arg-type]
+    """``train:``: which families to train and one section per family.
+
+    A family section (``train.<family>``) is validated by that family's own config class
+    (:func:`models.config_class`), which also holds the defaults, so nothing here changes when a family is
+    added. Sections of the listed families that params.yaml leaves out get those defaults.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    families: list[Annotated[ModelFamily, AfterValidator(_registered)]] = Field(
+        default_factory=lambda: list(DEFAULT_FAMILIES)
     )
-    popularity: PopularityParams = PopularityParams()
-    recent_popularity: RecentPopularityParams = RecentPopularityParams()
-    itemknn: ItemKNNParams = ItemKNNParams()
-    als: ALSParams = ALSParams()
+
+    @field_validator("families")
+    @classmethod
+    def _distinct_families(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise _family_error(f"lists {', '.join(map(repr, duplicates))} more than once")
+        if not value:
+            raise _family_error("is empty: list at least one model family")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_sections(cls, data: Any) -> Any:
+        """Validate every ``train.<family>`` section with its family's config class; fill in the rest.
+
+        Errors carry their full location (``train.als.factors``), like those of any other section.
+        """
+        from models import ModelConfig, config_class, family_names
+
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        listed = out.get("families", DEFAULT_FAMILIES)
+        names = [k for k in data if k not in cls.model_fields]
+        names += [f for f in listed if isinstance(f, str) and f not in data and f in family_names()]
+        errors: list[InitErrorDetails] = []
+        for name in names:
+            section = out.get(name)
+            if name not in family_names():
+                known = ", ".join(family_names())
+                error = _family_error(f"not a model family (no section allowed); known families: {known}")
+                errors.append(InitErrorDetails(type=error, loc=(name,), input=section))
+                continue
+            if isinstance(section, ModelConfig):
+                continue
+            try:
+                out[name] = config_class(name).model_validate({} if section is None else section)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    error = _family_error(str(err["msg"]))
+                    errors.append(InitErrorDetails(type=error, loc=(name, *err["loc"]), input=err["input"]))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return out
+
+    def config(self, family: ModelFamily) -> ModelConfig:
+        """The config of ``family`` (its section, or the family's defaults when params.yaml has none).
+
+        Raises:
+            UnknownModelFamilyError: ``family`` is not a registered model family (a ``KeyError``).
+        """
+        from models import ModelConfig, config_class
+
+        cls = config_class(family)
+        section = (self.__pydantic_extra__ or {}).get(family)
+        return section if isinstance(section, ModelConfig) else cls()
 
     def family_params(self, family: ModelFamily) -> dict[str, object]:
-        """Hyper-parameters of one family as a plain dict (for model constructors and MLflow)."""
-        section = getattr(self, family, None)
-        if section is None:
-            raise KeyError(f"no params section train.{family} in params.yaml")
-        assert isinstance(section, BaseModel)
-        return section.model_dump()
+        """Hyper-parameters of one family as a plain dict of JSON values (for MLflow and reports)."""
+        return dict(self.config(family).model_dump(mode="json"))
 
 
 class EvaluateParams(_Section):
@@ -118,6 +182,49 @@ class EvaluateParams(_Section):
     confidence: float = Field(0.95, gt=0, lt=1)
 
 
+class MonitorParams(_Section):
+    """``monitor:``: drift of recent batches against the champion's training data (``recops_monitor``).
+
+    A signal above its threshold requests retraining, unless nothing was published since the champion was
+    trained (retraining on the same data would only reproduce it). ``metric`` compares the category mix,
+    item popularity and events-per-user distributions; ``new_item_rate`` is a share of events.
+    """
+
+    SIGNALS: ClassVar[tuple[str, ...]] = (
+        "category_mix",
+        "item_popularity",
+        "events_per_user",
+        "new_item_rate",
+    )
+
+    recent_batches: int = Field(7, ge=1)
+    reference_days: int = Field(28, ge=1)
+    metric: Literal["psi", "jensen_shannon"] = "psi"
+    top_items: int = Field(200, ge=1)
+    min_events: int = Field(1000, ge=1)
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {
+            "category_mix": 0.1,
+            "item_popularity": 0.35,
+            "events_per_user": 0.1,
+            "new_item_rate": 0.2,
+        }
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _one_threshold_per_signal(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(cls.SIGNALS))
+        missing = sorted(set(cls.SIGNALS) - set(value))
+        if unknown or missing:
+            raise ValueError(
+                f"thresholds must name exactly {cls.SIGNALS}; unknown={unknown} missing={missing}"
+            )
+        if any(not v >= 0 for v in value.values()):
+            raise ValueError("thresholds must be >= 0")
+        return value
+
+
 class Params(_Section):
     seed: int = 42
     generate: GenerateParams = GenerateParams()
@@ -126,6 +233,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
+    monitor: MonitorParams = MonitorParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

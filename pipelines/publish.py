@@ -9,28 +9,28 @@ and restores the old one if anything fails.
 
 After ``data/`` changes, ``dvc add data`` records the new version in ``data.dvc`` and ``dvc push`` uploads
 it; the push counts only when ``dvc status -c`` then reports nothing missing on the remote. One lock per
-``data/`` folder serialises publish and forget, so two writers never interleave.
+``data/`` folder (:func:`data_lock`) serialises publish and forget, so two writers never interleave. Atomic
+writes, fsync and the lock come from :mod:`core.fsio`; the batch is read with the gate's reader and
+written with the Parquet options of :mod:`pipelines.batch_io`.
+
+:func:`run_publish` is the step-contract entry (``run_<step>(ctx, ...) -> StepResult``) the CLI and an
+Airflow task call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import hashlib
-import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import pandas as pd
 
 from core.errors import RecopsError
+from core.fsio import exclusive_lock, staged_dir
 from core.privacy import is_pseudonymized
 from core.schema import (
     CATALOG_COLUMN_NAMES,
@@ -42,8 +42,12 @@ from core.schema import (
     coerce_events,
 )
 from pipelines.batch_io import read_table
+from pipelines.batch_io import write_parquet as _write_parquet
 from pipelines.datastore import check_batch_id
 from pipelines.dvc_ops import dvc_add, dvc_push, repo_relative
+
+if TYPE_CHECKING:
+    pass
 
 PublishStatus = Literal["published", "replaced", "unchanged"]
 
@@ -54,12 +58,6 @@ EVENT_SORT: tuple[str, ...] = (
     *[c for c in EVENT_COLUMN_NAMES if c not in ("ts", "event_id")],
 )
 CATALOG_SORT: tuple[str, ...] = CATALOG_COLUMN_NAMES
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-}
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 
 
@@ -152,19 +150,12 @@ def content_hash(events: pd.DataFrame, catalog: pd.DataFrame) -> str:
     return hashlib.sha256(f"{table_hash(events)}:{table_hash(catalog)}".encode()).hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's or a folder's entry to disk (a folder: so a rename in it is durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_parquet(df: pd.DataFrame, path: Path, *, tmp_dir: Path | None = None) -> None:
+    """Write ``df`` atomically with fixed pyarrow options (same frame and library versions -> same bytes).
 
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` with fixed pyarrow options (same frame and library versions -> same bytes), fsynced."""
-    df.to_parquet(path, engine="pyarrow", index=False, **PARQUET_OPTIONS)
-    _fsync(path)
+    ``tmp_dir`` (same filesystem) holds the temporary file, e.g. the staging folder beside ``data/``.
+    """
+    _write_parquet(df, path, tmp_dir=tmp_dir)
 
 
 def write_canonical_batch(folder: Path, events: pd.DataFrame, catalog: pd.DataFrame) -> None:
@@ -196,7 +187,7 @@ def staging_root(data_dir: Path) -> Path:
 
 @contextmanager
 def data_lock(data_dir: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[Path]:
-    """Hold the exclusive lock of ``data_dir`` (an ``fcntl.flock`` on ``<staging>/data.lock``).
+    """Hold the exclusive lock of ``data_dir``: ``<staging>/data.lock`` (:func:`core.fsio.exclusive_lock`).
 
     Every writer of ``data/`` (publish, forget) takes it, so they run one at a time. The kernel drops the
     lock when the process dies, so a crash never leaves it stuck.
@@ -204,39 +195,9 @@ def data_lock(data_dir: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iter
     Raises:
         RecopsError: another process held the lock for ``timeout_s`` seconds.
     """
-    root = staging_root(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    lock_path = root / "data.lock"
-    deadline = time.monotonic() + timeout_s
-    with lock_path.open("a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise RecopsError(
-                        f"another publish or forget holds {lock_path} (waited {timeout_s:.0f} s); "
-                        "try again later"
-                    ) from exc
-                time.sleep(0.2)
-        try:
-            yield lock_path
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _swap_in(new: Path, target: Path, aside: Path) -> None:
-    """Replace folder ``target`` by ``new``: move old aside, move new in, delete old; restore on failure."""
-    os.rename(target, aside)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(aside, target)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+    lock_file = staging_root(data_dir) / "data.lock"
+    with exclusive_lock(lock_file, timeout_s=timeout_s, busy="another publish or forget") as held:
+        yield held
 
 
 # ------------------------------------------------------------------------------------------- publish
@@ -378,18 +339,10 @@ def publish_batches(
 
 
 def _place(events: pd.DataFrame, catalog: pd.DataFrame, data_dir: Path, target: Path) -> None:
-    """Write the batch in a staging folder and rename it to ``target`` (swapping out an old one)."""
+    """Write the batch in a staging folder and rename it to ``target`` (swapping out an old one).
+
+    The staging folder and the old copy live beside ``data/`` (never inside it), so DVC never sees them.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=staging_root(data_dir)))
-    try:
-        new = work / "new"
-        new.mkdir()
+    with staged_dir(target, if_exists="replace", staging=staging_root(data_dir)) as new:
         write_canonical_batch(new, events, catalog)
-        _fsync(new)
-        if target.exists():
-            _swap_in(new, target, work / "old")
-        else:
-            os.rename(new, target)
-        _fsync(data_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import RecopsError
-from core.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, EVENTS_FILE, Column
+from core.schema import (
+    EVENT_TYPES,
+    EVENTS_FILE,
+    MAX_TEXT_LENGTH,
+    NULL_TOKEN_REGEX,
+    PRICE_MIN_EXCLUSIVE,
+    QUANTITY_MIN,
+    TABLE_COLUMNS,
+    UNSAFE_TEXT_REGEX,
+    Column,
+)
 from pipelines.batch_io import BadBatchFile, RawBatch, read_batch
 from pipelines.datastore import published_batches
 from pipelines.params import ValidateParams
@@ -49,10 +59,7 @@ __all__ = [
     "validate_batch",
 ]
 
-#: Text a spreadsheet would run as a formula (OWASP CSV injection: a leading =, +, -, @, tab or carriage
-#: return), or an id that is only blanks (it would pass the not-null check).
-UNSAFE_TEXT_REGEX: Final = r"^(?:[=+\-@\t\r]|\s+$)"
-SCHEMAS: Final[dict[str, tuple[Column, ...]]] = {"events": EVENT_COLUMNS, "catalog": CATALOG_COLUMNS}
+SCHEMAS: Final = TABLE_COLUMNS
 _DAY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -156,8 +163,11 @@ def run_parameters(raw: RawBatch, params: ValidateParams, *, now: datetime, data
     volume = volume_bounds(data_dir, raw.batch_id, params)
     return {
         "event_types": list(EVENT_TYPES),
-        "max_string_length": params.max_string_length,
+        "max_text_length": MAX_TEXT_LENGTH,
         "unsafe_text_regex": UNSAFE_TEXT_REGEX,
+        "null_token_regex": NULL_TOKEN_REGEX,
+        "price_min_exclusive": PRICE_MIN_EXCLUSIVE,
+        "quantity_min": QUANTITY_MIN,
         "max_duplicate_rate": params.max_duplicate_rate,
         "now": now.isoformat(),
         "max_future_skew_minutes": params.max_future_skew_minutes,
@@ -184,11 +194,24 @@ def batch_window(raw: RawBatch) -> tuple[datetime | None, datetime | None, str]:
 
 
 def volume_bounds(data_dir: Path, batch_id: str, params: ValidateParams) -> dict[str, Any]:
-    """Row-count bounds from the median event count of the trailing published batches (``None`` if none)."""
-    none: dict[str, Any] = {"volume_min_rows": None, "volume_max_rows": None, "volume_median": None}
-    none["volume_history"] = 0
+    """Row-count bounds from the median event count of the trailing published batches.
+
+    The bounds are ``volume_min_ratio`` and ``volume_max_ratio`` times the median. They are ``None`` (the
+    check is skipped, with the reason in ``volume_skip_reason``) when there is no history, or when the
+    median is below ``volume_floor_rows``: a day of 1 purchase against a median of 6 says nothing about a
+    broken feed, it is what a sparse shop looks like.
+    """
+    out: dict[str, Any] = {
+        "volume_min_rows": None,
+        "volume_max_rows": None,
+        "volume_median": None,
+        "volume_history": 0,
+        "volume_floor_rows": params.volume_floor_rows,
+        "volume_skip_reason": _UNSET_REASONS["volume_min_rows"],
+    }
     if params.volume_history_batches == 0:
-        return none
+        out["volume_skip_reason"] = "volume_history_batches is 0 (volume check off)"
+        return out
     import pyarrow.parquet as pq
 
     earlier = [p for p in published_batches(data_dir) if p.name < batch_id]
@@ -199,14 +222,21 @@ def volume_bounds(data_dir: Path, batch_id: str, params: ValidateParams) -> dict
         except (OSError, ValueError):  # an unreadable published file is the data layer's problem, not ours
             continue
     if not counts:
-        return none
+        return out
     median = float(stats.median(counts))
-    return {
-        "volume_min_rows": math.ceil(params.volume_min_ratio * median),
-        "volume_max_rows": math.floor(params.volume_max_ratio * median),
-        "volume_median": median,
-        "volume_history": len(counts),
-    }
+    out.update(volume_median=median, volume_history=len(counts))
+    if median < params.volume_floor_rows:
+        out["volume_skip_reason"] = (
+            f"trailing median of {median:g} rows is below volume_floor_rows={params.volume_floor_rows}: "
+            "too few rows for a volume check to mean anything"
+        )
+        return out
+    out.update(
+        volume_min_rows=math.ceil(params.volume_min_ratio * median),
+        volume_max_rows=math.floor(params.volume_max_ratio * median),
+        volume_skip_reason=None,
+    )
+    return out
 
 
 def expected_columns(schema: tuple[Column, ...], table: PreparedTable) -> list[str]:
@@ -230,7 +260,7 @@ def _run_gx(
         items: list[tuple[ItemSpec, dict[str, Any], str]] = []
         for spec in (s for s in suite.expectations if s.view == view):
             kwargs, unset = fill_parameters(spec.kwargs, parameters)
-            reason = _skip_reason(spec, unset, frame.columns)
+            reason = _skip_reason(spec, unset, frame.columns, parameters)
             if reason:
                 skipped.append(f"{suite.table}.{spec.id}: {reason}")
             else:
@@ -253,7 +283,7 @@ def _run_checks(
     for spec in suite.checks:
         fn = checks.CHECKS[spec.type]  # load_suite refused unknown check types
         kwargs, unset = fill_parameters(spec.kwargs, parameters)
-        reason = _skip_reason(spec, unset, tables[suite.table].raw.columns)
+        reason = _skip_reason(spec, unset, tables[suite.table].raw.columns, parameters)
         if reason:
             skipped.append(f"{suite.table}.{spec.id}: {reason}")
             continue
@@ -279,9 +309,11 @@ _UNSET_REASONS: Final = {
 }
 
 
-def _skip_reason(spec: ItemSpec, unset: list[str], columns: Any) -> str:
+def _skip_reason(spec: ItemSpec, unset: list[str], columns: Any, parameters: dict[str, Any]) -> str:
     """Why an item does not apply to this batch ('' when it does)."""
     if unset:
+        if unset[0].startswith("volume_") and parameters.get("volume_skip_reason"):
+            return str(parameters["volume_skip_reason"])
         return _UNSET_REASONS.get(unset[0], f"parameter {unset[0]} has no value for this batch")
     absent = [c for c in spec.columns() if c not in columns]
     return f"column {', '.join(absent)} absent (see the column-set expectation)" if absent else ""

@@ -3,19 +3,24 @@
 Sources: completejourney, instacart, yoochoose, beauty, movielens100k, movielens-small (default ``--path``:
 the source's folder under the shared raw-data dir) and generic (``--path`` and ``--map`` required). User ids
 are pseudonymised with ``RECOPS_PSEUDONYMIZATION_KEY``. Batches go to ``<landing>/<source>/YYYY-MM-DD/``
-(``--single-batch``: one folder). The loaders and their mappings are in ``pipelines.datasets.loaders``.
+(``--single-batch``: one folder). The loaders and their mappings are in ``pipelines.datasets.loaders``. The
+summary line is followed by what the loader did to rows (anonymous rows, repeats merged into quantity); the
+generic loader's ``--anonymous`` and ``--repeats`` choose how (docs/data.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from pipelines.datasets.loaders import LoadNotes
+    from pipelines.datasets.loaders.common import AnonymousPolicy, RepeatPolicy
 
 # Name and help of each registered source, kept here so `recops --help` does not import pandas.
 SOURCE_HELP: dict[str, str] = {
@@ -52,27 +57,29 @@ BatchIdOption = Annotated[
 
 def _run(
     source: str,
-    load: Callable[[str], tuple[pd.DataFrame, pd.DataFrame]],
+    load: Callable[[str, LoadNotes], tuple[pd.DataFrame, pd.DataFrame]],
     out: Path | None,
     daily: bool,
     limit_days: int | None,
     batch_id: str | None,
 ) -> None:
-    """Load with the configured pseudonymisation key, write batches, print one summary line."""
+    """Load with the configured pseudonymisation key, write batches, print the summary (and the notes)."""
     from core.settings import get_settings
-    from pipelines.datasets.loaders import load_to_landing
+    from pipelines.datasets.loaders import LoadNotes, load_to_landing
 
     settings = get_settings()
     key = settings.pseudonymization_key.get_secret_value()
     out_dir = out if out is not None else settings.landing_dir / source
+    notes = LoadNotes()
     report = load_to_landing(
         source,
-        lambda: load(key),
+        lambda: load(key, notes),
         out_dir,
         daily=daily,
         limit=limit_days,
         batch_id=batch_id,
         progress=True,
+        notes=notes,
     )
     typer.echo(report.summary())
 
@@ -89,7 +96,14 @@ def _source_command(name: str) -> Callable[..., None]:
 
         source = get_source(name)
         where = path if path is not None else source.default_path()
-        _run(name, lambda key: source.load(where, key=key), out, daily, limit_days, batch_id)
+        _run(
+            name,
+            lambda key, notes: source.load(where, key=key, notes=notes),
+            out,
+            daily,
+            limit_days,
+            batch_id,
+        )
 
     command.__doc__ = SOURCE_HELP[name]
     return command
@@ -110,7 +124,12 @@ def load_yoochoose_command(
 
     where = path if path is not None else get_source("yoochoose").default_path()
     _run(
-        "yoochoose", lambda key: load_yoochoose(where, key=key, split=split), out, daily, limit_days, batch_id
+        "yoochoose",
+        lambda key, notes: load_yoochoose(where, key=key, split=split, notes=notes),
+        out,
+        daily,
+        limit_days,
+        batch_id,
     )
 
 
@@ -155,12 +174,30 @@ def load_generic_command(
     encoding: Annotated[
         str | None, typer.Option("--encoding", help="Text encoding of CSV files (default UTF-8).")
     ] = None,
+    anonymous: Annotated[
+        str,
+        typer.Option(
+            "--anonymous",
+            help="Rows without a user id (empty, NA, null, None, nan): session = one user per session, "
+            "drop, refuse; auto = session when session_id is mapped, else drop.",
+        ),
+    ] = "auto",
+    repeats: Annotated[
+        str,
+        typer.Option(
+            "--repeats",
+            help="Rows repeating (user, item, type, time): sum = one event with the summed quantity, "
+            "keep; auto = sum when times are whole minutes or coarser (e.g. dates only), else keep.",
+        ),
+    ] = "auto",
     daily: DailyOption = True,
     limit_days: LimitOption = None,
     batch_id: BatchIdOption = None,
 ) -> None:
     """Any CSV/Parquet event log, mapped onto the schema with --map (see docs/data.md)."""
+    from core.errors import RecopsError
     from core.settings import get_settings
+    from pipelines.datasets.loaders.common import ANONYMOUS_POLICIES, REPEAT_POLICIES
     from pipelines.datasets.loaders.generic import (
         CATALOG_FIELDS,
         EVENT_FIELDS,
@@ -172,6 +209,10 @@ def load_generic_command(
     )
     from pipelines.params import load_params
 
+    if anonymous not in ANONYMOUS_POLICIES:
+        raise RecopsError(f"--anonymous {anonymous!r}: use one of {', '.join(ANONYMOUS_POLICIES)}")
+    if repeats not in REPEAT_POLICIES:
+        raise RecopsError(f"--repeats {repeats!r}: use one of {', '.join(REPEAT_POLICIES)}")
     fields = parse_mapping(mapping, allowed=EVENT_FIELDS, required=REQUIRED_EVENT_FIELDS, option="--map")
     catalog_fields = (
         parse_mapping(
@@ -183,7 +224,7 @@ def load_generic_command(
     codes = parse_event_type_map(event_type_map) if event_type_map else None
     gap = load_params(get_settings().params_file).features.session_gap_minutes
 
-    def load(key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def load(key: str, notes: LoadNotes) -> tuple[pd.DataFrame, pd.DataFrame]:
         return load_generic(
             path,
             mapping=fields,
@@ -195,6 +236,9 @@ def load_generic_command(
             ts_unit=ts_unit,
             encoding=encoding,
             session_gap_minutes=gap,
+            anonymous=cast("AnonymousPolicy", anonymous),  # checked against ANONYMOUS_POLICIES above
+            repeats=cast("RepeatPolicy", repeats),  # checked against REPEAT_POLICIES above
+            notes=notes,
         )
 
     _run("generic", load, out, daily, limit_days, batch_id)

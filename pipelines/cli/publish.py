@@ -34,44 +34,33 @@ def publish(
     Exit 2: bad input or a refused operation (raw user ids, different content under a
     published id without --replace, DVC failure).
     """
-    from core.settings import get_settings
-    from pipelines.dvc_ops import prepare_remote
-    from pipelines.params import load_params
-    from pipelines.publish import PublishResult, publish_batches
-    from pipelines.validate import ValidationReport, validate_batch
+    from pipelines.cli.context import step_context
+    from pipelines.publish import PublishResult
+    from pipelines.publish_step import run_publish
+    from pipelines.validate import ValidationReport
 
-    settings = get_settings()
-    settings.ensure_runtime_dirs()
-    params = load_params(settings.params_file)
+    ctx = step_context()
 
-    def validator(path: Path) -> ValidationReport:
-        report = validate_batch(
-            path, data_dir=settings.data_dir, quarantine_dir=settings.quarantine_dir, params=params.validation
-        )
+    def show_failures(report: ValidationReport) -> None:
         if not report.success:
             for line in report.failure_lines():
                 typer.echo(line, err=True)
             typer.echo(f"{report.summary()}; result: {report.result_path}", err=True)
-        return report
-
-    target = remote or settings.dvc_remote
-    prepare_remote(
-        settings.project_dir, target, endpoint_url=settings.s3_endpoint_url, bucket=settings.s3_bucket
-    )
 
     def show(result: PublishResult) -> None:
         typer.echo(f"{result.status}: batch {result.batch_id} ({result.events} events, {result.items} items)")
 
-    results = publish_batches(
+    step = run_publish(
+        ctx,
         batch_dirs,
-        data_dir=settings.data_dir,
-        repo_root=settings.project_dir,
         replace=replace,
         push=not no_push,
-        remote=target,
-        validator=validator,
+        remote=remote,
+        on_report=show_failures,
         on_result=show,
     )
-    last = results[-1]
-    where = f"pushed to DVC remote {last.remote}" if last.pushed else "not pushed (--no-push)"
-    typer.echo(f"{len(results)} batch(es) in {settings.data_dir}; {last.dvc_file.name} updated, {where}")
+    where = f"pushed to DVC remote {step.info['remote']}" if step.info["pushed"] else "not pushed (--no-push)"
+    dvc_file = Path(step.outputs.get("dvc_file", "data.dvc")).name
+    typer.echo(
+        f"{int(step.metrics['batches'])} batch(es) in {ctx.settings.data_dir}; {dvc_file} updated, {where}"
+    )

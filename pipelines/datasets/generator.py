@@ -2,8 +2,9 @@
 
 :func:`generate_batches` is pure: it yields one :class:`DayBatch` (events + end-of-day catalogue snapshot,
 schema dtypes, user ids pseudonymised) per UTC day and keeps only the simulation state between days, never
-the previous days' events. :func:`generate_dataset` writes each batch as ``OUT/YYYY-MM-DD/events.parquet``
-and ``catalog.parquet`` as soon as it is produced. The same config, seed and key give byte-identical files.
+the previous days' events. :func:`generate_dataset` writes each batch as ``OUT/YYYY-MM-DD/`` (events,
+catalogue and manifest, through the one landing-batch writer :func:`pipelines.batch_io.write_batch`) as soon
+as it is produced. The same config, seed and key give byte-identical files.
 
 Randomness: one ``numpy.random.Generator`` seeded from ``[seed, 0]`` draws the world (catalogue, users) and
 one seeded from ``[seed, 1, day_index]`` drives each day.
@@ -11,12 +12,10 @@ one seeded from ``[seed, 1, day_index]`` drives each day.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -26,13 +25,12 @@ from numpy.typing import NDArray
 
 from core.errors import RecopsError
 from core.privacy import pseudonymize
-from core.schema import CATALOG_FILE, EVENT_TYPES, EVENTS_FILE, coerce_catalog, coerce_events
+from core.schema import EVENT_TYPES, coerce_catalog, coerce_events
+from pipelines.batch_io import write_batch as write_landing_batch
 from pipelines.datasets.synthetic_catalog import Catalogue, CatalogueDynamics, build_catalogue
 from pipelines.datasets.synthetic_sessions import DAY_US, DayEvents, ShopBehaviour, simulate_day
 from pipelines.datasets.synthetic_users import UserPopulation
 from pipelines.params import GenerateParams
-
-PARQUET_COMPRESSION: Final = "zstd"
 
 
 @dataclass(frozen=True)
@@ -230,19 +228,23 @@ def _catalog_frame(
 
 
 def write_batch(batch: DayBatch, out_dir: Path) -> Path:
-    """Write ``out_dir/<YYYY-MM-DD>/catalog.parquet`` then ``events.parquet``, each atomically.
+    """Write ``out_dir/<YYYY-MM-DD>/`` (events, catalogue, manifest) in one rename, replacing an older copy.
 
     Returns:
         The batch folder.
     """
-    folder = out_dir / batch.batch_id
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in ((CATALOG_FILE, batch.catalog), (EVENTS_FILE, batch.events)):
-        target = folder / f"{name}.parquet"
-        tmp = folder / f".{name}.parquet.tmp"
-        frame.to_parquet(tmp, engine="pyarrow", index=False, compression=PARQUET_COMPRESSION)
-        os.replace(tmp, target)
-    return folder
+    start = datetime.combine(batch.day, datetime.min.time(), tzinfo=UTC)
+    manifest = {
+        "batch_id": batch.batch_id,
+        "source": "generator",
+        "rows": len(batch.events),
+        "catalog_rows": len(batch.catalog),
+        "window_start": start.isoformat(),
+        "window_end": (start + timedelta(days=1)).isoformat(),
+    }
+    return write_landing_batch(
+        out_dir / batch.batch_id, batch.events, batch.catalog, manifest, if_exists="replace"
+    )
 
 
 def generate_dataset(

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -18,12 +17,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
-from core.schema import Column
+from core.schema import BOOL_TEXT, Column, parse_timestamp_text
 
-#: ISO-8601 date and time, optional fraction and offset (naive values count as UTC, like the schema).
-TIMESTAMP_PATTERN: Final = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?"
-_TIMESTAMP_RE: Final = re.compile(TIMESTAMP_PATTERN)
-_BOOL_TEXT: Final = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 _NAN_TEXT: Final = frozenset({"nan", "+nan", "-nan"})
 
 #: Stored value kinds (``pandas.api.types.infer_dtype``) that can hold each schema type. Text is always
@@ -140,18 +135,15 @@ def parse_column(text: pd.Series, dtype: str) -> ParsedColumn:
         return _parse_numbers(text, present, integer=dtype == "Int64")
     if dtype == "bool":
         lowered = text.where(present).str.strip().str.lower()
-        values = lowered.map(_BOOL_TEXT).astype(object)
+        values = lowered.map(BOOL_TEXT).astype(object)
         values = values.where(values.notna(), None)
-        return ParsedColumn(values, present & values.isna(), nothing, "a boolean (true/false/1/0/yes/no)")
+        return ParsedColumn(values, present & values.isna(), nothing, "a boolean (true/false/1/0/yes/no/t/f)")
     return ParsedColumn(text, nothing, nothing, "text")
 
 
 def _parse_timestamps(text: pd.Series, present: pd.Series, nothing: pd.Series) -> ParsedColumn:
-    well_formed = text.where(present, "").astype(str).str.fullmatch(TIMESTAMP_PATTERN)
-    candidates = text.where(present & well_formed)
-    values = pd.to_datetime(candidates, utc=True, format="ISO8601", errors="coerce")
-    values = values.astype("datetime64[us, UTC]")
-    return ParsedColumn(values, present & values.isna(), nothing, "an ISO-8601 timestamp")
+    values = parse_timestamp_text(text.where(present))  # the schema's rule, shared with the loaders
+    return ParsedColumn(values, present & values.isna(), nothing, "an ISO-8601 date or timestamp")
 
 
 def _parse_numbers(text: pd.Series, present: pd.Series, *, integer: bool) -> ParsedColumn:

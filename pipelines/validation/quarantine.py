@@ -9,9 +9,10 @@ Layout of one entry::
       validation_result.json        the recops report plus each GX suite result
       data_docs/index.html          summary page; data_docs/<table>-<view>.html are GX's Data Docs pages
 
-The entry is built in a hidden temporary folder next to it and renamed into place, so readers see either
-the previous entry or the complete new one. Re-validating a quarantined batch replaces its entry; the
-old one is removed only after the new one is in place. Unexpected rows are written as Parquet, never CSV:
+The entry is built in a hidden temporary folder next to it and renamed into place
+(:func:`core.fsio.staged_dir`), so readers see either the previous entry or the complete new one.
+Re-validating a quarantined batch replaces its entry; the old one is removed only after the new one is in
+place. Unexpected rows are written as Parquet, never CSV:
 a quarantined value such as ``=HYPERLINK(...)`` must not be opened by a spreadsheet as a formula.
 """
 
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from core.fsio import staged_dir
 
 RESULT_FILE = "validation_result.json"
 BATCH_FOLDER = "batch"
@@ -53,11 +55,9 @@ def write_entry(
     pages: Mapping[str, str],
 ) -> Path:
     """Create or replace ``quarantine_dir/<batch_id>`` with the given content; return its path."""
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
     target = quarantine_dir / batch_id
-    tmp = quarantine_dir / f".{batch_id}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / BATCH_FOLDER).mkdir(parents=True)
+    with staged_dir(target, if_exists="replace") as tmp:
+        (tmp / BATCH_FOLDER).mkdir()
         for path in files:
             shutil.copy2(path, tmp / BATCH_FOLDER / path.name)
         for table, rows in unexpected.items():
@@ -66,23 +66,4 @@ def write_entry(
         (tmp / DOCS_FOLDER).mkdir()
         for name, page in pages.items():
             (tmp / DOCS_FOLDER / name).write_text(page, encoding="utf-8")
-        _swap_in(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
-
-
-def _swap_in(tmp: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        target.rename(old)
-    try:
-        tmp.rename(target)
-    except BaseException:
-        if old is not None:
-            old.rename(target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

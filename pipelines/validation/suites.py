@@ -3,8 +3,13 @@
 A suite file lists GX expectations (``type`` + ``kwargs``, as GX writes them, plus the ``view`` they run on)
 and recops checks (cross-table and per-value checks GX core does not offer, see
 :mod:`pipelines.validation.checks`). Keyword values may be ``{"$PARAMETER": "name"}``; they are filled from
-the run's parameters (batch window, params.yaml thresholds, schema sets). An item whose parameter is
-``null`` for this run (no volume history, no time window) is skipped and listed as skipped in the report.
+the run's parameters (batch window, params.yaml thresholds, the schema's column rules). An item whose
+parameter is ``null`` for this run (no volume history, no time window) is skipped and listed as skipped in
+the report.
+
+An item with ``"for_columns": ["id", "label"]`` (instead of a ``column`` keyword) stands for one item per
+column of the table whose :attr:`core.schema.Column.text` kind is listed, so which columns follow the text
+rules is declared once, in :mod:`core.schema`; the copies are named ``<id>.<column>``.
 
 A missing, unreadable or empty suite file raises :class:`SuiteError`: the gate never runs with nothing.
 """
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from core.errors import RecopsError
+from core.schema import TABLE_COLUMNS
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
@@ -88,8 +94,14 @@ def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> SuiteSpec:
     version = raw.get("version")
     if not isinstance(version, int):
         raise SuiteError(f"expectation suite {path}: 'version' must be an integer")
-    expectations = tuple(_item(path, i, item) for i, item in enumerate(_list(path, raw, "expectations")))
-    checks = tuple(_item(path, i, item) for i, item in enumerate(_list(path, raw, "checks")))
+    expectations = tuple(
+        spec
+        for i, item in enumerate(_list(path, raw, "expectations"))
+        for spec in _expand(path, i, item, table)
+    )
+    checks = tuple(
+        spec for i, item in enumerate(_list(path, raw, "checks")) for spec in _expand(path, i, item, table)
+    )
     from pipelines.validation.checks import CHECKS
 
     unknown = [f"{c.id} ({c.type})" for c in checks if c.type not in CHECKS]
@@ -116,6 +128,33 @@ def _list(path: Path, raw: dict[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise SuiteError(f"expectation suite {path}: '{key}' must be a list")
     return value
+
+
+def _expand(path: Path, index: int, item: Any, table: str) -> list[ItemSpec]:
+    """The item, or one copy per schema column of the kinds its ``for_columns`` lists."""
+    if not isinstance(item, dict) or "for_columns" not in item:
+        return [_item(path, index, item)]
+    where = f"expectation suite {path}, item {index}"
+    kinds = item["for_columns"]
+    if not isinstance(kinds, list) or not kinds or not all(k in ("id", "label") for k in kinds):
+        raise SuiteError(f"{where}: 'for_columns' must be a non-empty list of 'id' and/or 'label'")
+    kwargs = item.get("kwargs", {})
+    if not isinstance(kwargs, dict) or "column" in kwargs:
+        raise SuiteError(f"{where}: an item with 'for_columns' takes no 'column' keyword")
+    base = {k: v for k, v in item.items() if k != "for_columns"}
+    columns = [c.name for c in TABLE_COLUMNS[table] if c.text in kinds]
+    return [
+        _item(
+            path,
+            index,
+            {
+                **base,
+                "kwargs": {**kwargs, "column": column},
+                **({"id": f"{base['id']}.{column}"} if isinstance(base.get("id"), str) else {}),
+            },
+        )
+        for column in columns
+    ]
 
 
 def _item(path: Path, index: int, item: Any) -> ItemSpec:

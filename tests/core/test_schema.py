@@ -193,3 +193,104 @@ def test_batch_file_prefers_parquet_then_csv(tmp_path: Path) -> None:
     assert batch_file(tmp_path, "events") == tmp_path / "events.csv"
     (tmp_path / "events.parquet").write_bytes(b"")
     assert batch_file(tmp_path, "events") == tmp_path / "events.parquet"
+
+
+# --------------------------------------------------------------------------------------------- column rules
+
+
+def test_text_columns_come_from_the_schema() -> None:
+    from core.schema import text_columns
+
+    assert text_columns("events") == ("event_id", "user_id", "item_id", "session_id")
+    assert text_columns("catalog") == ("item_id", "category", "brand")
+    assert text_columns("catalog", ("id",)) == ("item_id",)
+
+
+@pytest.mark.parametrize(
+    "value", ["", "  ", "NA", "na", "N/A", " n/a ", "null", "NULL", "None", "nan", "NaN"]
+)
+def test_null_tokens_are_missing_ids(value: str) -> None:
+    from core.schema import null_id_mask
+
+    assert null_id_mask(pd.Series([value, "u1"], dtype="string")).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("value", ["NAB", "nano", "Nina", "0", "-", "none1"])
+def test_ids_that_only_look_like_null_tokens_are_ids(value: str) -> None:
+    from core.schema import null_id_mask
+
+    assert not null_id_mask(pd.Series([value], dtype="string")).iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "unsafe"),
+    [
+        ("-1", False),
+        ("+3.5", False),
+        ("-2e5", False),
+        (".5", False),
+        ("1-2", False),
+        ("a=b", False),
+        ("=1+1", True),
+        ("-2+3", True),
+        ("+cmd", True),
+        ("@SUM(A1)", True),
+        ("\t=1", True),
+        ("\rx", True),
+        ("-", True),
+        ("-1\n", True),  # a trailing newline does not make a number
+        ("   ", True),
+    ],
+)
+def test_unsafe_text_rule(value: str, unsafe: bool) -> None:
+    from core.schema import unsafe_text_mask
+
+    assert unsafe_text_mask(pd.Series([value, None], dtype="string")).tolist() == [unsafe, False]
+
+
+def test_length_rule_and_problem_report() -> None:
+    from core.schema import MAX_TEXT_LENGTH, text_rule_problems, too_long_mask
+
+    values = pd.Series(["x" * MAX_TEXT_LENGTH, "x" * (MAX_TEXT_LENGTH + 1), None], dtype="string")
+    assert too_long_mask(values).tolist() == [False, True, False]
+    events = coerce_events(raw_events())
+    assert text_rule_problems("events", events) == []
+    events.loc[0, "user_id"] = "NA"
+    events.loc[1, "session_id"] = "=cmd()"
+    problems = text_rule_problems("events", events)
+    assert len(problems) == 2
+    assert problems[0].startswith("events.user_id: 1 value(s) missing") and "'NA'" in problems[0]
+    assert problems[1].startswith("events.session_id: 1 value(s) spreadsheet-formula")
+    catalog = coerce_catalog(raw_catalog())
+    catalog.loc[0, "category"] = "NA"  # a label, not an id: "NA" may be a real category name
+    assert text_rule_problems("catalog", catalog) == []
+
+
+def test_timestamp_text_rule() -> None:
+    from core.schema import parse_timestamp_text
+
+    text = pd.Series(
+        [
+            "2026-01-01",
+            " 2026-01-01T10:00Z",
+            "2026-01-01 10:00:00.5+02:00",
+            "2026-01-01T10",
+            "01/02/2026",
+            None,
+        ]
+    )
+    parsed = parse_timestamp_text(text)
+    assert parsed.tolist()[:3] == [
+        pd.Timestamp("2026-01-01", tz="UTC"),
+        pd.Timestamp("2026-01-01 10:00", tz="UTC"),
+        pd.Timestamp("2026-01-01 08:00:00.5", tz="UTC"),
+    ]
+    assert parsed.iloc[3:].isna().all()  # an hour without minutes, a US date and a null
+    with pytest.raises(ValueError, match="not ISO-8601"):
+        to_utc(pd.Series(["2026-01-01", "01/02/2026"]))
+
+
+def test_bool_text_rule() -> None:
+    raw = raw_catalog()
+    raw["in_stock"] = ["T", "n"]
+    assert coerce_catalog(raw)["in_stock"].tolist() == [True, False]

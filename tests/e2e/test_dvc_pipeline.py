@@ -158,7 +158,11 @@ def test_04_a_code_change_invalidates_the_stages_that_use_it(
     [
         ("evaluate.ks", [5, 10], {"evaluate"}),
         ("features.session_gap_minutes", 20, {"features"}),
-        ("seed", 7, {"train@popularity", "train@recent_popularity", "train@itemknn", "train@als"}),
+        (
+            "seed",
+            7,
+            {"train@popularity", "train@recent_popularity", "train@itemknn", "train@als", "evaluate"},
+        ),
         ("train.itemknn.neighbours", 50, {"train@itemknn"}),
     ],
 )

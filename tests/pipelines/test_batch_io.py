@@ -1,4 +1,5 @@
-"""Reading landed batches raw: values kept as sent, unreadable files refused with the file named."""
+"""Landing batches: read raw (values kept as sent, unreadable files refused with the file named) and
+written whole by the one writer (deterministic, idempotent, refusing what the gate would refuse)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.batch_io import BadBatchFile, read_batch
+from core.errors import RecopsError
+from core.schema import coerce_events
+from pipelines.batch_io import BadBatchFile, BatchRuleError, batch_files, read_batch, write_batch_files
+from pipelines.batch_io import write_batch as write_landing_batch
 from tests.factories import make_catalog, make_events, write_batch
 
 
@@ -133,3 +138,61 @@ def test_clean_csv_batch_reads_every_row(tmp_path: Path) -> None:
     assert len(raw.events) == 500
     assert set(raw.events.columns) == set(make_events().columns)
     assert all(isinstance(v, str) for v in raw.events["ts"])
+
+
+# --------------------------------------------------------------------------------------------- the writer
+
+
+def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return make_events(n=40), make_catalog()
+
+
+def test_writer_round_trip_and_manifest(tmp_path: Path) -> None:
+    events, catalog = _tables()
+    target = write_landing_batch(tmp_path / "2026-01-01", events, catalog, {"window_start": "2026-01-01"})
+    assert sorted(p.name for p in target.iterdir()) == ["catalog.parquet", "events.parquet", "manifest.json"]
+    raw = read_batch(target)  # the writer's output is what the reader reads
+    pd.testing.assert_frame_equal(coerce_events(raw.events), coerce_events(events))
+    assert raw.window_start == datetime(2026, 1, 1, tzinfo=UTC)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_writer_is_deterministic_and_idempotent(tmp_path: Path) -> None:
+    events, catalog = _tables()
+    assert batch_files(events, catalog) == batch_files(events.copy(), catalog.copy())
+    target = tmp_path / "b"
+    assert write_batch_files(target, batch_files(events, catalog)) is True
+    stamp = (target / "events.parquet").stat().st_mtime_ns
+    assert write_batch_files(target, batch_files(events, catalog)) is False  # same content: untouched
+    assert (target / "events.parquet").stat().st_mtime_ns == stamp
+
+
+def test_writer_refuses_or_replaces_different_content(tmp_path: Path) -> None:
+    events, catalog = _tables()
+    target = write_landing_batch(tmp_path / "b", events, catalog)
+    before = (target / "events.parquet").read_bytes()
+    with pytest.raises(RecopsError, match="already exists with different content"):
+        write_landing_batch(target, events.head(10), catalog)
+    assert (target / "events.parquet").read_bytes() == before
+    write_landing_batch(target, events.head(10), catalog, if_exists="replace")
+    assert len(pd.read_parquet(target / "events.parquet")) == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("user_id", "NA", "events.user_id: 1 value(s) missing"),
+        ("item_id", "=HYPERLINK(1)", "events.item_id: 1 value(s) spreadsheet-formula"),
+        ("session_id", "s" * 300, "events.session_id: 1 value(s) longer than 256"),
+    ],
+)
+def test_writer_refuses_what_the_gate_would_refuse(
+    tmp_path: Path, column: str, value: str, message: str
+) -> None:
+    events, catalog = _tables()
+    events.loc[3, column] = value
+    with pytest.raises(BatchRuleError, match="would fail the validation gate") as info:
+        write_landing_batch(tmp_path / "b", events, catalog)
+    assert message in str(info.value)
+    assert not tmp_path.joinpath("b").exists()

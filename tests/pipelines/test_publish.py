@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -133,7 +134,7 @@ def test_failed_swap_restores_the_old_batch(tmp_path: Path, monkeypatch: pytest.
             raise OSError("disk on fire")
         real_rename(src, dst)
 
-    monkeypatch.setattr("pipelines.publish.os.rename", flaky_rename)
+    monkeypatch.setattr("core.fsio.os.rename", flaky_rename)
     with pytest.raises(OSError, match="disk on fire"):
         publish_batch(landed(tmp_path, seed=1), data_dir=data, repo_root=tmp_path, replace=True, push=False)
     assert len(calls) == 3  # aside, (failed) in, restore
@@ -258,3 +259,47 @@ def test_cli_runs_the_real_gate_before_publishing(tmp_path: Path, repo: Path) ->
     assert "pushed to DVC remote local" in done.stdout
     assert (repo / "data" / DAY.isoformat() / "events.parquet").is_file()
     assert dvc_status_cloud(repo, "local") == {}
+
+
+# ------------------------------------------------------------------------------------- the step contract
+
+
+def test_run_publish_returns_a_json_able_step_result(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.settings import get_settings
+    from pipelines.params import load_params
+    from pipelines.publish_step import run_publish
+    from pipelines.steps import StepContext, StepResult
+
+    for name in [k for k in os.environ if k.startswith("RECOPS_") and not k.startswith("RECOPS_TEST_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RECOPS_PROJECT_DIR", str(repo))
+    monkeypatch.setenv("RECOPS_PARAMS_FILE", str(PROJECT / "params.yaml"))
+    monkeypatch.setenv("RECOPS_RUNTIME_DIR", str(tmp_path / "runtime"))
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        ctx = StepContext(
+            settings,
+            load_params(settings.params_file),
+            pipeline_run_id="dag-run-1",
+            logical_date=datetime(2026, 1, 3, 6, tzinfo=UTC),  # the gate's "now"
+        )
+        reports: list[bool] = []
+        batches = [landed(tmp_path, DAY), landed(tmp_path, date(2026, 1, 2), seed=1)]
+        step = run_publish(ctx, batches, on_report=lambda r: reports.append(r.success))
+        assert reports == [True, True]
+        assert step.step == "publish"
+        assert step.outputs == {"data": "data", "dvc_file": "data.dvc"}
+        assert step.metrics == {"batches": 2.0, "batches_changed": 2.0, "events": 600.0}
+        assert [b["status"] for b in step.info["batches"]] == ["published", "published"]
+        assert step.info["pushed"] is True and step.info["remote"] == "local"
+        assert StepResult.from_dict(json.loads(json.dumps(step.to_dict()))) == step  # XCom round trip
+        again = run_publish(
+            ctx, batches[:1], push=False, validate=False, on_report=lambda r: reports.append(r.success)
+        )
+        assert again.metrics["batches_changed"] == 0.0 and again.info["pushed"] is False
+        assert reports == [True, True]  # validate=False: the caller ran the gate already
+    finally:
+        get_settings.cache_clear()

@@ -135,6 +135,56 @@ def test_manifest_window_replaces_the_day(dirs: Dirs) -> None:
     assert "manifest" in window[0].detail
 
 
+def test_volume_is_judged_only_above_the_floor(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for i, day in enumerate(HISTORY_DAYS):  # a sparse shop: 6 events a day
+        write_batch(data, day, events=make_events(day, n=6, seed=i + 1))
+    dirs = Dirs(tmp_path / "landing", data, tmp_path / "q")
+    quiet = write_batch(dirs.landing, DAY, events=make_events(DAY, n=1))  # 1 row against a median of 6
+    report = run_gate(quiet, dirs)
+    assert report.success, report.failure_lines()
+    assert any("trailing median of 6 rows is below volume_floor_rows=50" in s for s in report.skipped)
+    strict = validate_batch(
+        quiet,
+        data_dir=dirs.data,
+        quarantine_dir=dirs.quarantine,
+        params=ValidateParams(volume_floor_rows=0),
+        now=NOW,
+    )
+    assert [f.check_id for f in strict.failures] == ["volume"]
+
+
+def test_null_tokens_in_ids_fail_and_plain_numbers_pass(dirs: Dirs) -> None:
+    events = make_events(DAY)
+    events.loc[[3, 4], "user_id"] = ["NA", "null"]
+    events.loc[5, "session_id"] = "N/A"
+    report = run_gate(write_batch(dirs.landing, DAY, events=events), dirs)
+    tokens = {f.check_id: f.unexpected_count for f in report.failures if f.check_id.startswith("null_token")}
+    assert tokens == {"null_token.user_id": 2, "null_token.session_id": 1}
+
+    numbers = make_events(DAY)
+    catalog = make_catalog()
+    catalog.loc[0, "item_id"] = "-1"  # a plain negative number is an id, not a formula
+    numbers.loc[numbers["item_id"] == "i00000", "item_id"] = "-1"
+    numbers.loc[0, "session_id"] = "+42"
+    passed = run_gate(write_batch(tmp_dirs(dirs, "numbers"), DAY, events=numbers, catalog=catalog), dirs)
+    assert passed.success, passed.failure_lines()
+
+
+def test_dates_without_times_parse(dirs: Dirs) -> None:
+    events = make_events(DAY).astype({"ts": object})
+    events["ts"] = DAY.isoformat()  # a source that only knows the day
+    events["event_id"] = [f"d{i}" for i in range(len(events))]
+    events = events.drop_duplicates(["user_id", "item_id", "event_type"])
+    report = run_gate(write_csv_batch(dirs.landing, events), dirs)
+    assert not [f for f in report.failures if f.expectation == "expect_column_values_to_be_parseable"]
+
+
+def tmp_dirs(dirs: Dirs, name: str) -> Path:
+    """A second landing folder beside ``dirs.landing``."""
+    return dirs.landing.parent / f"landing-{name}"
+
+
 # ----------------------------------------------------------------------------------------------- bad batches
 
 

@@ -5,13 +5,15 @@ timestamps, event types from ``EVENT_TYPES``), with user ids pseudonymised when 
 of each source (and the synthetic clocks of sources without timestamps) is documented in its module and in
 ``docs/data.md`` ("Loaders"). :data:`SOURCES` maps a source name (as used by ``recops data load <name>``) to
 its loader; the generic loader (:func:`pipelines.datasets.loaders.generic.load_generic`) needs a column
-mapping and is called on its own. :func:`load_to_landing` loads one source and writes landing batches.
+mapping and is called on its own. :func:`load_to_landing` loads one source and writes landing batches; a
+:class:`LoadNotes` passed to a loader collects what it did to rows (anonymous rows, repeats merged into
+quantity) for the summary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +23,7 @@ from core.errors import RecopsError
 from pipelines.datasets.loaders.amazon_beauty import load_amazon_beauty
 from pipelines.datasets.loaders.common import (
     DataFileError,
+    LoadNotes,
     limit_days,
     read_table,
     shared_data_dir,
@@ -34,9 +37,11 @@ from pipelines.datasets.loaders.yoochoose import load_yoochoose
 
 
 class Loader(Protocol):
-    """A source loader: ``loader(path, key=...) -> (events, catalog)``."""
+    """A source loader: ``loader(path, key=..., notes=...) -> (events, catalog)``."""
 
-    def __call__(self, path: Path, *, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]: ...
+    def __call__(
+        self, path: Path, *, key: str | None = None, notes: LoadNotes | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
 @dataclass(frozen=True)
@@ -92,14 +97,16 @@ class LoadReport:
     users: int
     items: int
     batches: list[Path]
+    notes: LoadNotes = field(default_factory=LoadNotes)
 
     def summary(self) -> str:
-        """One line for the terminal."""
+        """A line for the terminal, then one line per thing the loader did to rows (anonymous, repeats)."""
         where = self.batches[0].parent if self.batches else "-"
-        return (
+        head = (
             f"{self.source}: {self.rows:,} events, {self.users:,} users, {self.items:,} items "
             f"-> {len(self.batches):,} batch(es) in {where}"
         )
+        return "\n".join([head, *(f"  {line}" for line in self.notes.lines())])
 
 
 def load_to_landing(
@@ -111,6 +118,7 @@ def load_to_landing(
     limit: int | None = None,
     batch_id: str | None = None,
     progress: bool = False,
+    notes: LoadNotes | None = None,
 ) -> LoadReport:
     """Run ``load`` and write its tables as landing batches under ``out_dir``.
 
@@ -122,6 +130,7 @@ def load_to_landing(
         limit: keep only the first ``limit`` days of events.
         batch_id: name of the single batch.
         progress: show a progress bar while writing.
+        notes: the notes ``load`` fills in (bind the same object into ``load``), shown in the summary.
     """
     events, catalog = load()
     if limit is not None:
@@ -135,12 +144,14 @@ def load_to_landing(
         users=int(events["user_id"].nunique()),
         items=int(events["item_id"].nunique()),
         batches=batches,
+        notes=notes if notes is not None else LoadNotes(),
     )
 
 
 __all__ = [
     "SOURCES",
     "DataFileError",
+    "LoadNotes",
     "LoadReport",
     "Loader",
     "Source",

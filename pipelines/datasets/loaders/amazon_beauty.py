@@ -24,19 +24,22 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from pipelines.datasets.loaders.common import finish, parse_ids, read_table
+from pipelines.datasets.loaders.common import LoadNotes, finish, parse_ids, read_table
 
 FILE_NAME: Final = "beauty.txt"
 ANCHOR: Final = pd.Timestamp("2014-01-01", tz="UTC")
 STEP: Final = pd.Timedelta(days=1)
 
 
-def load_amazon_beauty(path: Path, *, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_amazon_beauty(
+    path: Path, *, key: str | None = None, notes: LoadNotes | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load the BERT4Rec Beauty file as schema ``(events, catalog)`` on the synthetic clock above.
 
     Args:
         path: ``beauty.txt`` or the folder holding it.
         key: pseudonymisation key for user ids; None keeps the raw ids.
+        notes: receives what :func:`~pipelines.datasets.loaders.finishing.finish` did (counts), when given.
 
     Raises:
         DataFileError: the file is missing, unreadable or has lines without two fields.
@@ -56,4 +59,4 @@ def load_amazon_beauty(path: Path, *, key: str | None = None) -> tuple[pd.DataFr
             "ts": ANCHOR + pd.to_timedelta(position * STEP.value, unit="ns"),
         }
     )
-    return finish(events, None, key=key)
+    return finish(events, None, key=key, notes=notes)

@@ -30,6 +30,7 @@ import pandas as pd
 
 from pipelines.datasets.loaders.common import (
     UNKNOWN,
+    LoadNotes,
     finish,
     parse_ids,
     parse_text,
@@ -50,12 +51,15 @@ TRANSACTION_COLUMNS = (
 PRODUCT_COLUMNS = ("product_id", "department", "brand", "product_category")
 
 
-def load_completejourney(path: Path, *, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_completejourney(
+    path: Path, *, key: str | None = None, notes: LoadNotes | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load The Complete Journey as schema ``(events, catalog)``.
 
     Args:
         path: the folder holding ``transactions.parquet`` and ``products.parquet`` (or one of those files).
         key: pseudonymisation key for household ids; None keeps the raw ids.
+        notes: receives what :func:`~pipelines.datasets.loaders.finishing.finish` did (counts), when given.
 
     Raises:
         DataFileError: a file is missing, unreadable or lacks a needed column.
@@ -88,7 +92,7 @@ def load_completejourney(path: Path, *, key: str | None = None) -> tuple[pd.Data
     events.loc[~(quantity > 0), "quantity"] = pd.NA
 
     catalog = _catalog(events, products, products_path)
-    return finish(events, catalog, key=key)
+    return finish(events, catalog, key=key, notes=notes)
 
 
 def _catalog(events: pd.DataFrame, products: pd.DataFrame, source: Path) -> pd.DataFrame:

@@ -6,20 +6,31 @@ required). Fields without a column are filled in:
 
 * ``event_type``: the constant ``event_type`` argument (default ``purchase``); a mapped column may hold codes
   translated by ``event_type_map`` (e.g. ``{"0": "view", "1": "purchase"}``);
-* ``event_id``: deterministic hash of (pseudonymised user, item, type, ts, repeat number);
-* ``session_id``: a user's events split by silences longer than 30 minutes (``<user>:<n>``);
+* ``event_id``: deterministic hash of (pseudonymised user, item, type, ts, repeat number), also for rows whose
+  mapped event id is empty; repeated event ids are refused;
+* ``session_id``: a user's events split by silences longer than 30 minutes (``<user>:<n>``), also for rows
+  whose mapped session id is empty;
 * ``price``, ``quantity``: null;
 * catalogue (no ``catalog_path``): the items seen, category and brand ``"unknown"``, price null,
   ``in_stock`` True, ``created_at`` = first event of the item. With a catalogue file, only ``item_id`` must
   be mapped; items of the events missing from it are added the same way, and a missing or empty
   ``created_at`` is the first event of the item (the first event overall for items never seen).
 
-Timestamps: ``ts_unit`` ``iso`` (ISO-8601 text, naive = UTC; Parquet datetime columns as they are), ``s`` or
-``ms`` (unix epoch numbers); the catalogue's ``created_at`` uses the same unit. Every value is checked (see
-:mod:`pipelines.datasets.loaders.common`): missing ids or timestamps, unparseable or mixed timestamp formats,
-NaN/infinite/negative prices, fractional quantities, unknown event types, text over 1,024 characters and
-spreadsheet-formula text all raise :class:`DataFileError` naming the file and column. Duplicate item ids in
-the catalogue file are refused.
+Anonymous rows: a user id that is empty or a null token (``NA``, ``N/A``, ``null``, ``None``, ``nan``) is
+no user id. ``anonymous="auto"`` (the default) gives such rows a user per session when ``session_id`` is
+mapped and drops them otherwise; ``session``, ``drop`` and ``refuse`` choose one way. Repeats: rows that
+repeat (user, item, type, ts) at coarse time resolution (dates without times, whole minutes) are merged
+into one event with the summed quantity (``repeats="auto"``; ``sum`` and ``keep`` choose one way). Both
+are counted in the :class:`~pipelines.datasets.loaders.finishing.LoadNotes` passed as ``notes``.
+
+Timestamps: ``ts_unit`` ``iso`` (ISO-8601 text, a date alone is midnight, naive = UTC; Parquet datetime
+columns as they are), ``s`` or ``ms`` (unix epoch numbers); the catalogue's ``created_at`` uses the same
+unit. Every value is checked under the schema's column rules (see
+:mod:`pipelines.datasets.loaders.parsing`), the ones the validation gate checks: missing item ids or
+timestamps, unparseable or mixed timestamp formats, NaN/infinite/negative prices, fractional quantities,
+unknown event types, over-long text and spreadsheet-formula text all raise :class:`DataFileError` naming
+the file and column; zero prices and quantities are recorded as unknown. Duplicate item ids in the
+catalogue file are refused.
 """
 
 from __future__ import annotations
@@ -33,7 +44,10 @@ import pandas as pd
 from core.schema import EVENT_TYPES
 from pipelines.datasets.loaders.common import (
     SESSION_GAP_MINUTES,
+    AnonymousPolicy,
     DataFileError,
+    LoadNotes,
+    RepeatPolicy,
     finish,
     parse_bools,
     parse_event_types,
@@ -118,6 +132,9 @@ def load_generic(
     ts_unit: str = "iso",
     encoding: str | None = None,
     session_gap_minutes: float = SESSION_GAP_MINUTES,
+    anonymous: AnonymousPolicy = "auto",
+    repeats: RepeatPolicy = "auto",
+    notes: LoadNotes | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load an event file (and optionally a catalogue file) as schema ``(events, catalog)``.
 
@@ -132,6 +149,9 @@ def load_generic(
         ts_unit: ``iso``, ``s`` or ``ms``.
         encoding: text encoding of CSV files (default UTF-8).
         session_gap_minutes: silence that starts a new session when no session column is mapped.
+        anonymous: rows without a user id: ``auto``, ``session``, ``drop`` or ``refuse`` (module docstring).
+        repeats: rows repeating (user, item, type, ts): ``auto``, ``sum`` or ``keep`` (module docstring).
+        notes: receives the counts of anonymous and merged rows, when given.
 
     Raises:
         DataFileError: bad mapping, missing columns, unreadable files or bad values (message names the
@@ -151,7 +171,7 @@ def load_generic(
 
     events = pd.DataFrame(
         {
-            "user_id": parse_ids(col("user_id"), mapping["user_id"], path),
+            "user_id": parse_ids(col("user_id"), mapping["user_id"], path, allow_missing=True),
             "item_id": parse_ids(col("item_id"), mapping["item_id"], path),
             "ts": parse_timestamps(col("ts"), mapping["ts"], path, unit=ts_unit),
         }
@@ -163,9 +183,9 @@ def load_generic(
     else:
         events["event_type"] = constant_type
     if "session_id" in mapping:
-        events["session_id"] = parse_ids(col("session_id"), mapping["session_id"], path)
+        events["session_id"] = parse_ids(col("session_id"), mapping["session_id"], path, allow_missing=True)
     if "event_id" in mapping:
-        events["event_id"] = parse_ids(col("event_id"), mapping["event_id"], path)
+        events["event_id"] = parse_ids(col("event_id"), mapping["event_id"], path, allow_missing=True)
     if "price" in mapping:
         events["price"] = parse_prices(col("price"), mapping["price"], path)
     if "quantity" in mapping:
@@ -178,7 +198,16 @@ def load_generic(
         )
     elif catalog_mapping:
         raise DataFileError("--catalog-map needs --catalog FILE")
-    return finish(events, catalog, key=key, session_gap_minutes=session_gap_minutes)
+    return finish(
+        events,
+        catalog,
+        key=key,
+        session_gap_minutes=session_gap_minutes,
+        anonymous=anonymous,
+        repeats=repeats,
+        notes=notes,
+        source=path,
+    )
 
 
 def _check_mapping(

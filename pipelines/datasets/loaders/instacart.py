@@ -29,7 +29,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from pipelines.datasets.loaders.common import DataFileError, finish, parse_ids, read_table
+from pipelines.datasets.loaders.common import DataFileError, LoadNotes, finish, parse_ids, read_table
 
 FILE_NAME: Final = "df_sample.csv"
 ANCHOR_LAST_DAY: Final = pd.Timestamp("2017-12-31", tz="UTC")
@@ -45,12 +45,15 @@ COLUMNS: Final = (
 )
 
 
-def load_instacart(path: Path, *, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_instacart(
+    path: Path, *, key: str | None = None, notes: LoadNotes | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load the Instacart sample as schema ``(events, catalog)`` on the synthetic clock above.
 
     Args:
         path: ``df_sample.csv`` or the folder holding it.
         key: pseudonymisation key for user ids; None keeps the raw ids.
+        notes: receives what :func:`~pipelines.datasets.loaders.finishing.finish` did (counts), when given.
 
     Raises:
         DataFileError: the file is missing or unreadable, lacks a column, or holds bad numbers.
@@ -90,7 +93,7 @@ def load_instacart(path: Path, *, key: str | None = None) -> tuple[pd.DataFrame,
             "session_id": order_id,
         }
     )
-    return finish(events, None, key=key)
+    return finish(events, None, key=key, notes=notes)
 
 
 def _numbers(series: pd.Series, column: str, source: Path, *, allow_missing: bool) -> pd.Series:

@@ -36,6 +36,7 @@ import pandas as pd
 from pipelines.datasets.loaders.common import (
     UNKNOWN,
     DataFileError,
+    LoadNotes,
     finish,
     parse_ids,
     parse_text,
@@ -60,12 +61,15 @@ def rating_to_event_type(ratings: pd.Series) -> pd.Series:
     return pd.Series(types, index=ratings.index, dtype="string")
 
 
-def load_movielens_100k(path: Path, *, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_movielens_100k(
+    path: Path, *, key: str | None = None, notes: LoadNotes | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load MovieLens 100K (RecBole format) as schema ``(events, catalog)``.
 
     Args:
         path: the folder holding ``ml-100k.inter`` and ``ml-100k.item``.
         key: pseudonymisation key for user ids; None keeps the raw ids.
+        notes: receives what :func:`~pipelines.datasets.loaders.finishing.finish` did (counts), when given.
 
     Raises:
         DataFileError: a file is missing or unreadable, or holds bad values.
@@ -84,15 +88,18 @@ def load_movielens_100k(path: Path, *, key: str | None = None) -> tuple[pd.DataF
             "category": parse_text(genres, "class", items_path),
         }
     )
-    return finish(events, _seen_only(catalog, events), key=key)
+    return finish(events, _seen_only(catalog, events), key=key, notes=notes)
 
 
-def load_movielens_small(path: Path, *, key: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_movielens_small(
+    path: Path, *, key: str | None = None, notes: LoadNotes | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load MovieLens latest-small (2016 release) as schema ``(events, catalog)``.
 
     Args:
         path: the folder holding ``ratings.csv`` and ``movies.csv``.
         key: pseudonymisation key for user ids; None keeps the raw ids.
+        notes: receives what :func:`~pipelines.datasets.loaders.finishing.finish` did (counts), when given.
 
     Raises:
         DataFileError: a file is missing or unreadable, or holds bad values.
@@ -110,7 +117,7 @@ def load_movielens_small(path: Path, *, key: str | None = None) -> tuple[pd.Data
             "category": parse_text(genres, "genres", movies_path),
         }
     )
-    return finish(events, _seen_only(catalog, events), key=key)
+    return finish(events, _seen_only(catalog, events), key=key, notes=notes)
 
 
 def _folder(path: Path) -> Path:

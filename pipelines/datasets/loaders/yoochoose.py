@@ -22,7 +22,14 @@ from typing import Final, Literal
 
 import pandas as pd
 
-from pipelines.datasets.loaders.common import DataFileError, finish, parse_ids, parse_timestamps, read_table
+from pipelines.datasets.loaders.common import (
+    DataFileError,
+    LoadNotes,
+    finish,
+    parse_ids,
+    parse_timestamps,
+    read_table,
+)
 
 Split = Literal["train_full", "test", "both"]
 SPLITS: Final[tuple[str, ...]] = ("train_full", "test", "both")
@@ -44,7 +51,7 @@ def split_files(folder: Path, split: str) -> list[Path]:
 
 
 def load_yoochoose(
-    path: Path, *, key: str | None = None, split: str = "both"
+    path: Path, *, key: str | None = None, split: str = "both", notes: LoadNotes | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load YOOCHOOSE clicks as schema ``(events, catalog)``.
 
@@ -52,6 +59,7 @@ def load_yoochoose(
         path: the folder of the prepared TSVs, or one TSV file (then ``split`` is ignored).
         key: pseudonymisation key for the session-as-user ids; None keeps the raw ids.
         split: ``train_full``, ``test`` or ``both``.
+        notes: receives what :func:`~pipelines.datasets.loaders.finishing.finish` did (counts), when given.
 
     Raises:
         DataFileError: missing files or columns, or unparseable values.
@@ -74,4 +82,4 @@ def load_yoochoose(
             )
         )
     events = pd.concat(frames, ignore_index=True)
-    return finish(events, None, key=key)
+    return finish(events, None, key=key, notes=notes)

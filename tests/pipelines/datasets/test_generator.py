@@ -59,7 +59,11 @@ def test_writes_one_folder_per_day_with_both_files(dataset: Path) -> None:
     expected = [(CONFIG.start + timedelta(days=d)).isoformat() for d in range(CONFIG.days)]
     assert sorted(p.name for p in dataset.iterdir()) == expected
     for name in expected:
-        assert sorted(p.name for p in (dataset / name).iterdir()) == ["catalog.parquet", "events.parquet"]
+        assert sorted(p.name for p in (dataset / name).iterdir()) == [
+            "catalog.parquet",
+            "events.parquet",
+            "manifest.json",
+        ]
 
 
 def test_same_arguments_give_byte_identical_files(dataset: Path, tmp_path: Path) -> None:

@@ -115,8 +115,15 @@ def test_missing_mapped_column(tmp_path: Path) -> None:
     expect_error(path, "'time' (for ts)", "'when'")
 
 
-def test_missing_required_values(tmp_path: Path) -> None:
-    expect_error(write(tmp_path, GOOD_ROWS + ",i3,2024-01-01T12:00:00Z,1\n"), "'user'", "missing", "row(s) 3")
+@pytest.mark.parametrize("missing", ["", "NA", "null", " n/a "])
+def test_missing_item_ids_are_refused(tmp_path: Path, missing: str) -> None:
+    path = write(tmp_path, GOOD_ROWS + f"u3,{missing},2024-01-01T12:00:00Z,1\n")
+    expect_error(path, "'item'", "missing", "null token", "row(s) 3")
+
+
+def test_missing_user_ids_are_refused_on_request(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_ROWS + ",i3,2024-01-01T12:00:00Z,1\nNULL,i4,2024-01-01T13:00:00Z,1\n")
+    expect_error(path, "2 row(s) have no user id", "row(s) 3, 4", "--anonymous", anonymous="refuse")
 
 
 def test_mixed_timestamp_formats(tmp_path: Path) -> None:

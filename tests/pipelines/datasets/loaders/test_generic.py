@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.privacy import pseudonymize_id
-from pipelines.datasets.loaders.common import DataFileError, read_table
+from core.privacy import is_pseudonymized, pseudonymize_id
+from pipelines.datasets.loaders.common import DataFileError, LoadNotes, read_table
+from pipelines.datasets.loaders.finishing import ANONYMOUS_PREFIX
 from pipelines.datasets.loaders.generic import load_generic, parse_event_type_map, parse_mapping
 from tests.pipelines.datasets.loaders.helpers import TEST_KEY, assert_schema
 
@@ -173,3 +174,110 @@ def test_event_type_column_and_constant_together_are_refused(tmp_path: Path) -> 
         load_generic(path, mapping={**MAPPING, "event_type": "action"}, event_type="view")
     with pytest.raises(DataFileError, match="--event-type"):
         load_generic(path, mapping=MAPPING, event_type="bought")
+
+
+# ------------------------------------------------------------------------------ anonymous rows and repeats
+
+ANON_LOG = (
+    "shopper;sku;day;basket\n"
+    "c1;A;2024-03-01;b1\n"
+    "NA;B;2024-03-01;b2\n"
+    "null;C;2024-03-01;b2\n"
+    ";A;2024-03-02;b3\n"
+    " N/A ;B;2024-03-02;\n"
+    "c2;B;2024-03-02;b4\n"
+)
+ANON_MAP = {"user_id": "shopper", "item_id": "sku", "ts": "day", "session_id": "basket"}
+
+
+def _anon_log(tmp_path: Path) -> Path:
+    path = tmp_path / "log.csv"
+    path.write_text(ANON_LOG)
+    return path
+
+
+def test_null_tokens_are_anonymous_rows_and_become_one_user_per_session(tmp_path: Path) -> None:
+    notes = LoadNotes()
+    events, _ = load_generic(_anon_log(tmp_path), mapping=ANON_MAP, key=TEST_KEY, notes=notes)
+    assert (notes.anonymous_rows, notes.anonymous_as_session, notes.anonymous_dropped) == (4, 3, 1)
+    assert len(events) == 5  # the row without user and session is dropped
+    assert "NA" not in set(events["user_id"]) and is_pseudonymized(events["user_id"])
+    b2 = events[events["session_id"] == "b2"]["user_id"]
+    assert b2.nunique() == 1 and b2.iloc[0] == pseudonymize_id(ANONYMOUS_PREFIX + "b2", TEST_KEY)
+    assert "anonymous rows (no user id): 4; 3 given a user per session" in "\n".join(notes.lines())
+
+
+def test_anonymous_rows_without_a_session_column_are_dropped_or_refused(tmp_path: Path) -> None:
+    mapping = {k: v for k, v in ANON_MAP.items() if k != "session_id"}
+    notes = LoadNotes()
+    events, _ = load_generic(_anon_log(tmp_path), mapping=mapping, notes=notes)
+    assert len(events) == 2 and set(events["user_id"]) == {"c1", "c2"}
+    assert (notes.anonymous_rows, notes.anonymous_dropped) == (4, 4)
+    with pytest.raises(DataFileError, match="needs a session_id column"):
+        load_generic(_anon_log(tmp_path), mapping=mapping, anonymous="session")
+    with pytest.raises(DataFileError, match=r"4 row\(s\) have no user id"):
+        load_generic(_anon_log(tmp_path), mapping=ANON_MAP, anonymous="refuse")
+    dropped, _ = load_generic(_anon_log(tmp_path), mapping=ANON_MAP, anonymous="drop")
+    assert len(dropped) == 2
+
+
+def test_missing_session_ids_get_gap_sessions(tmp_path: Path) -> None:
+    events, _ = load_generic(_anon_log(tmp_path), mapping=ANON_MAP, anonymous="drop")
+    assert events.set_index("user_id").loc["c2", "session_id"] == "b4"
+    path = tmp_path / "s.csv"
+    path.write_text("u;i;t;s\nc1;A;2024-03-01T10:00Z;NA\nc1;B;2024-03-01T10:05Z;s9\n")
+    mixed, _ = load_generic(path, mapping={"user_id": "u", "item_id": "i", "ts": "t", "session_id": "s"})
+    assert mixed["session_id"].tolist() == ["c1:0", "s9"]
+
+
+def _day_log(tmp_path: Path) -> Path:
+    path = tmp_path / "days.csv"
+    path.write_text(
+        "u,i,t,p,q\n"
+        "c1,A,2024-03-01,2.0,1\n"
+        "c1,A,2024-03-01,4.0,3\n"  # same shopper, item and day: the same event twice at day resolution
+        "c1,A,2024-03-01,,\n"
+        "c1,A,2024-03-02,2.0,\n"
+        "c2,A,2024-03-01,,\n"
+    )
+    return path
+
+
+DAY_MAP = {"user_id": "u", "item_id": "i", "ts": "t", "price": "p", "quantity": "q"}
+
+
+def test_repeats_at_day_resolution_become_quantity(tmp_path: Path) -> None:
+    notes = LoadNotes()
+    events, _ = load_generic(_day_log(tmp_path), mapping=DAY_MAP, notes=notes)
+    assert (notes.resolution, notes.repeats_merged) == ("day", 2)
+    merged = events[(events["user_id"] == "c1") & (events["ts"] == pd.Timestamp("2024-03-01", tz="UTC"))]
+    assert len(merged) == 1
+    assert merged["quantity"].iloc[0] == 5  # 1 + 3 + 1 (unknown quantity counts 1)
+    assert merged["price"].iloc[0] == pytest.approx((2.0 * 1 + 4.0 * 3) / 4)  # weighted by known units
+    single = events[events["user_id"] == "c2"]
+    assert pd.isna(single["quantity"].iloc[0]) and np.isnan(single["price"].iloc[0])  # untouched
+    assert "2 row(s) repeating" in "\n".join(notes.lines())
+    kept_notes = LoadNotes()
+    kept, _ = load_generic(_day_log(tmp_path), mapping=DAY_MAP, repeats="keep", notes=kept_notes)
+    assert len(kept) == 5 and kept_notes.repeats_kept == 2 and kept["event_id"].is_unique
+
+
+def test_repeats_at_second_resolution_are_kept_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "secs.csv"
+    path.write_text("u,i,t\nc1,A,2024-03-01T10:00:01Z\nc1,A,2024-03-01T10:00:01Z\n")
+    notes = LoadNotes()
+    events, _ = load_generic(path, mapping={"user_id": "u", "item_id": "i", "ts": "t"}, notes=notes)
+    assert len(events) == 2 and (notes.resolution, notes.repeats_kept) == ("second", 1)
+    summed, _ = load_generic(path, mapping={"user_id": "u", "item_id": "i", "ts": "t"}, repeats="sum")
+    assert len(summed) == 1 and summed["quantity"].iloc[0] == 2
+
+
+def test_zero_price_and_quantity_are_unknown_and_repeated_event_ids_refused(tmp_path: Path) -> None:
+    path = tmp_path / "z.csv"
+    path.write_text("u,i,t,p,q,id\nc1,A,2024-03-01T10:00Z,0,0,e1\nc2,B,2024-03-01T11:00Z,1.5,2,e1\n")
+    mapping = {"user_id": "u", "item_id": "i", "ts": "t", "price": "p", "quantity": "q"}
+    events, _ = load_generic(path, mapping=mapping)
+    first = events.iloc[0]
+    assert np.isnan(first["price"]) and pd.isna(first["quantity"])  # the gate wants price > 0, quantity >= 1
+    with pytest.raises(DataFileError, match=r"z\.csv: event ids repeat.*'e1'"):
+        load_generic(path, mapping={**mapping, "event_id": "id"})
