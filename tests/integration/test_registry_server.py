@@ -52,11 +52,18 @@ def server_settings(
 def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, tmp_path: Path) -> None:
     settings = server_settings
     fs = write_features_for(settings)
-    seed = log_package(settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.2})
+    seed = log_package(
+        settings,
+        fit_package(fs, "popularity"),
+        tmp_path,
+        metrics={"ndcg_at_10": 0.2, "valid_ndcg_at_10": 0.2},
+    )
     v1 = register_run(settings, seed, CHAMPION)  # an existing champion, deployed before this tooling
-    good = log_package(settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.4})
+    good = log_package(
+        settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.4, "valid_ndcg_at_10": 0.4}
+    )
     log_package(
-        settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3},
+        settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3, "valid_ndcg_at_10": 0.3},
         lineage=good.lineage, parent_run_id=good.parent_run_id,
     )  # fmt: skip
 
@@ -80,7 +87,9 @@ def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, t
     t_promoted = datetime.now(UTC)
     assert client.get_run(better.promotion_run_id).data.tags["decision"] == "promoted"
 
-    bad = log_package(settings, fit_package(fs, "bad"), tmp_path, metrics={"ndcg_at_10": 0.5})
+    bad = log_package(
+        settings, fit_package(fs, "bad"), tmp_path, metrics={"ndcg_at_10": 0.5, "valid_ndcg_at_10": 0.5}
+    )
     v3 = register_best(
         bad.parent_run_id, settings=settings, primary_metric=Params().promote.primary_metric, actor="it"
     ).version
@@ -141,7 +150,7 @@ def test_planted_pickle_never_runs_when_loading_from_server(
     marker = tmp_path / "pwned.txt"
     bomb = pickle_bomb(marker)
     logged = log_package(
-        settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.3},
+        settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.3, "valid_ndcg_at_10": 0.3},
         extra_files={"weights.pkl": bomb, "python_model.pkl": bomb},
         extra_artifacts={"python_model": bomb},
     )  # fmt: skip

@@ -38,11 +38,37 @@ def shared_data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     repo = Path(__file__).resolve().parents[3]
-    for folder in (repo, *repo.parents):
-        candidate = folder.parent / "shared" / "data" / "raw"
-        if candidate.is_dir():
-            return candidate
+    for root in (repo, _origin_checkout(repo)):
+        if root is None:
+            continue
+        for folder in (root, *root.parents):
+            candidate = folder.parent / "shared" / "data" / "raw"
+            if candidate.is_dir():
+                return candidate
     return repo.parent / "shared" / "data" / "raw"
+
+
+def _origin_checkout(repo: Path) -> Path | None:
+    """The folder a local clone was cloned from (``git remote get-url origin`` when it is a local path), so
+    a throw-away clone elsewhere still finds the shared data next to the checkout it came from."""
+    import subprocess
+
+    try:
+        url = subprocess.run(
+            ["git", "remote", "get-url", "origin"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = url.removeprefix("file://")
+    if not url or "://" in url or ":" in url.split("/")[0]:
+        return None  # a remote URL (https://, git@host:...), not a folder on this machine
+    origin = (repo / url).resolve() if not Path(url).is_absolute() else Path(url)
+    return origin if origin.is_dir() else None
 
 
 def read_table(
