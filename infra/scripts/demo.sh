@@ -49,7 +49,14 @@ recops publish "$landing"/*
 step "5/7 dvc repro: features -> train@{families} -> evaluate (tracked in MLflow)"
 dvc repro
 dvc push --quiet   # models and features too, so a fresh workspace can `dvc pull` them
-dvc metrics show
+python - <<'PY'   # the headline numbers (all of them: `dvc metrics show`)
+import json
+metrics = json.load(open("artifacts/metrics/metrics.json"))
+print(f"{'family':<18} {'valid ndcg@10':>13} {'test ndcg@10':>12} {'recall@10':>9} {'coverage@10':>11}")
+for family, m in metrics.items():
+    print(f"{family:<18} {m['valid_ndcg_at_10']:>13.4f} {m['ndcg_at_10']:>12.4f} {m['recall_at_10']:>9.4f} {m['coverage_at_10']:>11.4f}")
+print("(the family is chosen on validation; test is reported once)")
+PY
 
 step "6/7 register the best model as challenger, then promote it through the gate"
 recops register
