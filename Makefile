@@ -53,10 +53,10 @@ freeze: setup ## Rewrite constraints.txt from the current venv
 bench: setup ## Run the benchmarks in bench/ (prints figures; see docs/benchmarks.md)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-stack-up: setup ## Start the local stack without Docker (MLflow server on 127.0.0.1:5000)
+stack-up: setup ## Start Airflow 3 (api-server, scheduler, dag-processor, triggerer) + MLflow on PostgreSQL, 127.0.0.1
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash infra/scripts/stack.sh up
 
-stack-down: ## Stop the local stack started by stack-up
+stack-down: ## Stop every process stack-up started (and nothing else)
 	bash infra/scripts/stack.sh down
 
 clean: ## Remove runtime state and derived artifacts (keeps .venv and data/)

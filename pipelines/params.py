@@ -64,7 +64,7 @@ class FeatureParams(_Section):
     dedup_seconds: float = Field(2.0, ge=0)
     valid_days: int = Field(7, ge=0)
     test_days: int = Field(7, ge=1)
-    recent_windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
+    recent_windows_days: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 7, 30])
     max_sequence_length: int = Field(50, ge=1)
 
     @field_validator("event_weights")
@@ -254,13 +254,18 @@ class ParamsError(RecopsError, ValueError):
 def load_params(path: Path) -> Params:
     """Read and validate ``params.yaml``; every problem is reported with its key."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ParamsError(f"params file not found: {path}") from exc
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ParamsError(f"{path} is not UTF-8 text: {exc}") from exc
+    if raw is None or raw == {}:
+        raise ParamsError(
+            f"{path} is empty: it must hold the pipeline parameters (sections generate, validate, features, "
+            "train, evaluate, promote); restore it from git (`git checkout -- params.yaml`)"
+        )
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must hold a mapping at the top level")
     try:
