@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import RecopsError
+from core.fsio import atomic_file, atomic_write_text, staged_dir
 from core.settings import Settings
 from pipelines.params import Params
 from pipelines.steps import StepContext, StepResult, project_relative
@@ -33,7 +33,6 @@ def features_dir(settings: Settings) -> Path:
 
 def run_features(ctx: StepContext) -> StepResult:
     """The ``features`` stage: published batches in ``data/`` -> ``artifacts/features``."""
-    import shutil
 
     from pipelines.datastore import read_published
     from pipelines.features import build_features, write_features
@@ -42,13 +41,8 @@ def run_features(ctx: StepContext) -> StepResult:
     events, catalog = read_published(settings.data_dir)
     fs = build_features(events, catalog, params.features)
     out = features_dir(settings)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    write_features(fs, tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with staged_dir(out, if_exists="replace") as tmp:
+        write_features(fs, tmp)
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     summary_path = settings.artifacts_dir / "features-summary.json"
     _write_json(summary_path, summary)  # DVC metrics (outside the out)
@@ -67,9 +61,7 @@ def run_features(ctx: StepContext) -> StepResult:
 def _write_json(path: Path, payload: Any) -> None:
     """Write ``payload`` as sorted, indented JSON, atomically (a temp file renamed over the target)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def run_evaluate(ctx: StepContext) -> StepResult:
@@ -211,10 +203,8 @@ def _write_evaluation(
         outputs[f"plot:{name}"] = project_relative(plots_dir / name, settings)
     figures = comparison_figures(evaluation.report, params.evaluate, seed=params.seed)
     for name, fig in figures.items():  # image plots for `dvc plots show` (no timestamps in the PNG)
-        path = plots_dir / f"{name}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
-        os.replace(tmp, path)
+        with atomic_file(plots_dir / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
     return outputs, figures
 
 

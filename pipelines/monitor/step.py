@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.fsio import atomic_write_bytes, atomic_write_text
 from core.settings import Settings
 from pipelines.monitor.drift import DriftAssessment, Verdict, assess, unavailable, verdict
 from pipelines.steps import StepContext, StepResult, project_relative
@@ -191,24 +191,18 @@ def _write_report(
     folder.mkdir(parents=True, exist_ok=True)
     images = {name: png_bytes(fig) for name, fig in drift_figures(assessment).items()} if assessment else {}
     for name, data in images.items():
-        _atomic_write(folder / "plots" / f"{name}.png", data)
+        atomic_write_bytes(folder / "plots" / f"{name}.png", data)
     payload = {
         "summary": summary,
         "verdict": {"status": outcome.status, "retrain": outcome.retrain, "reasons": list(outcome.reasons)},
         "signals": [s.to_dict() for s in assessment.signals] if assessment else [],
     }
     summary_path = folder / "drift.json"
-    _atomic_write(summary_path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+    summary_text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write_text(summary_path, summary_text)
     report = folder / "report.html"
-    _atomic_write(report, render_html(summary, outcome, assessment, images).encode())
+    atomic_write_bytes(report, render_html(summary, outcome, assessment, images).encode())
     return report, summary_path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def monitoring_experiment(client: MlflowClient, settings: Settings) -> str:
