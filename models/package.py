@@ -41,20 +41,32 @@ def catalog_sha256(items: pd.DataFrame) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def file_checksums(path: Path) -> dict[str, str]:
+    """sha256 (hex) of every file under the folder ``path``, keyed by its relative POSIX path."""
+    if not path.is_dir():
+        raise ModelLoadError(f"no model package folder at {path}")
+    return {
+        file.relative_to(path).as_posix(): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in sorted(path.rglob("*"), key=lambda p: p.relative_to(path).as_posix())
+        if file.is_file()
+    }
+
+
+def digest_of(checksums: dict[str, str]) -> str:
+    """The package digest of a ``{relative path: sha256}`` manifest (see :func:`package_digest`)."""
+    digest = hashlib.sha256()
+    for rel in sorted(checksums):
+        digest.update(f"{rel}\0{checksums[rel]}\n".encode())
+    return digest.hexdigest()
+
+
 def package_digest(path: Path) -> str:
     """sha256 over every file of the package folder ``path`` (relative path and content, sorted by path).
 
-    Two folders have the same digest exactly when they hold the same files with the same bytes.
+    Two folders have the same digest exactly when they hold the same files with the same bytes; it is
+    ``digest_of(file_checksums(path))``, so a per-file manifest can be checked against it.
     """
-    if not path.is_dir():
-        raise ModelLoadError(f"no model package folder at {path}")
-    digest = hashlib.sha256()
-    for file in sorted(
-        (p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()
-    ):
-        content = hashlib.sha256(file.read_bytes()).hexdigest()
-        digest.update(f"{file.relative_to(path).as_posix()}\0{content}\n".encode())
-    return digest.hexdigest()
+    return digest_of(file_checksums(path))
 
 
 def _iso_utc(moment: datetime) -> str:

@@ -35,7 +35,14 @@ from pipelines.gate_scoring import (
 )
 from pipelines.params import Params
 from pipelines.steps import StepContext, StepResult
-from registry.aliases import CHALLENGER, CHAMPION, RegistryError, alias_version, check_name
+from registry.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    RegistryError,
+    alias_version,
+    check_name,
+    settle_pending,
+)
 from registry.audit import AuditLog, audit_log
 from registry.gate import (
     GateCheck,
@@ -104,6 +111,7 @@ def promote(
     client = client or mlflow_client(settings)
     audit = audit or audit_log(settings)
     metric_cutoff(params.promote.primary_metric)
+    settle_pending(client, audit, name)  # a killed earlier move is settled before the gate reads aliases
 
     challenger_version = alias_version(client, name, CHALLENGER)
     if challenger_version is None:

@@ -28,7 +28,8 @@ class Recommendation:
     history_length: int  # published events of this shopper
     known_history: int  # of which items the model knows
     cold: bool  # no usable history: popularity fallback
-    stale_model: bool  # registry unreachable, cached champion used
+    stale_model: bool  # not the version the alias names now: the loader's last good cached one
+    stale_reason: str = ""  # why (registry unreachable, the current version refused)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -68,8 +69,8 @@ def recommend_for_user(
     if raw_id and user.startswith(PSEUDONYM_PREFIX) and len(user) == len(PSEUDONYM_PREFIX) + 20:
         raise RecopsError(f"{user!r} looks like a pseudonym already: pass --pseudonym")
     pseudonym = pseudonymize_id(user, settings.pseudonymization_key.get_secret_value()) if raw_id else user
+    events, _ = read_published(settings.data_dir)  # first: a damaged file is named before any download
     loaded = load_alias(alias, settings=settings)
-    events, _ = read_published(settings.data_dir)
     history = user_history(events, pseudonym, max_history)
     package = loaded.package
     known = len(package.encode_history(history))
@@ -99,5 +100,6 @@ def recommend_for_user(
         known_history=known,
         cold=known == 0,
         stale_model=loaded.stale,
+        stale_reason=loaded.fallback_reason,
         rows=rows,
     )

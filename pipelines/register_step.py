@@ -22,9 +22,10 @@ def run_register(ctx: StepContext, pipeline_run: str | None = None) -> StepResul
             wins over ``ctx.pipeline_run_id``.
 
     Returns:
-        ``outputs["model_version"]`` = ``models:/<name>/<version>``; ``run_ids["model"]`` = the registered
-        run; ``metrics`` = its finite logged metrics; ``info`` = version, family, whether it was created,
-        the previous challenger and the selection metric.
+        ``outputs["model_version"]`` = ``models:/<name>/<version>``; ``run_ids["model"]`` = the version's own
+        source run (for a reused version, the run it was registered from, never the new run);
+        ``metrics`` = that run's finite logged metrics; ``info`` = version, family, whether it was created,
+        the candidate run of this pipeline run, the previous challenger and the selection metric.
     """
     chosen = pipeline_run or ctx.pipeline_run_id or None
     result = register_best(
@@ -48,6 +49,7 @@ def register_result(result: RegisterResult) -> StepResult:
             "version": result.version,
             "family": result.family,
             "created": result.created,
+            "candidate_run_id": result.candidate_run_id or result.run_id,
             "lineage_key": result.lineage_key,
             "previous_challenger": result.previous_challenger,
             "primary_metric": result.primary_metric,

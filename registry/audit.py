@@ -1,18 +1,23 @@
 """Audit trail of registry alias moves, and the lock that serialises them.
 
-Every move of ``champion``, ``challenger`` or ``previous`` (and every blocked promotion) appends one row to
-the ``alias_audit`` table of the metadata database (``settings.metadata_db_url``: SQLite by default,
-PostgreSQL in production). Rows are never updated or deleted, so the table answers "which version was
-champion at time T" long after MLflow's own alias state has moved on.
+Every move of ``champion``, ``challenger`` or ``previous`` (and every blocked promotion) is one row of the
+``alias_audit`` table of the metadata database (``settings.metadata_db_url``: SQLite by default, PostgreSQL
+in production). Rows are never deleted, so the table answers "which version was champion at time T" long
+after MLflow's own alias state has moved on.
 
-:meth:`AuditLog.lock` is the mutual exclusion for alias moves across processes and machines: a
-transaction-scoped advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` (the database write lock) on SQLite.
-Audit rows written through the connection it yields commit together with the release of the lock.
+**Intent first.** A move is written as an *intent* (``state='pending'``, committed) before MLflow's alias
+changes, and marked ``done`` right after (``aborted`` when the alias did not move). A process killed in
+between leaves a pending row; the next alias-moving command and ``recops audit`` reconcile it against the
+alias MLflow actually holds (:func:`registry.aliases.reconcile_intents`). Only ``done`` rows (and rows
+written before states existed) count as moves: :meth:`AuditLog.alias_at` never names a version from a
+pending or aborted intent. The state column is the only value ever updated, once, from ``pending``.
+
+:meth:`AuditLog.lock` is the mutual exclusion for alias moves across processes and machines, held on its
+own so intents commit independently of it (:mod:`registry.locks`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -22,15 +27,22 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from core.errors import RecopsError
 from core.settings import Settings
+from registry.locks import LockError, hold_lock, lock_key
+
+__all__ = ["AuditError", "AuditLog", "AuditRecord", "audit_log", "lock_key", "to_utc"]
 
 Action = Literal["register", "promote", "rollback", "blocked"]
 ACTIONS: tuple[Action, ...] = ("register", "promote", "rollback", "blocked")
 #: Actions that really moved an alias (``blocked`` records a refused move).
 MOVE_ACTIONS: tuple[Action, ...] = ("register", "promote", "rollback")
+State = Literal["pending", "done", "aborted"]
+PENDING: State = "pending"
+DONE: State = "done"
+ABORTED: State = "aborted"
 TABLE_NAME = "alias_audit"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 
@@ -48,6 +60,8 @@ alias_audit = sa.Table(
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False, default=""),
     sa.Column("metrics", sa.JSON, nullable=True),
+    # pending | done | aborted; NULL: a row written before intents existed (a completed move)
+    sa.Column("state", sa.String(16), nullable=True),
 )
 
 
@@ -69,16 +83,17 @@ class AuditRecord:
     action: str
     reason: str
     metrics: dict[str, Any]
+    state: str = DONE
+
+    @property
+    def is_move(self) -> bool:
+        """True when this row is an alias move that happened (not blocked, pending or aborted)."""
+        return self.action in MOVE_ACTIONS and self.state == DONE
 
 
 def to_utc(ts: datetime) -> datetime:
     """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_xact_lock`` derived from a lock name."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 def _clean(value: Any) -> Any:
@@ -101,7 +116,7 @@ def _json_safe(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class AuditLog:
-    """Append-only log of alias moves in the metadata database (created on first use)."""
+    """Log of alias moves in the metadata database (created on first use); see the module docstring."""
 
     def __init__(self, url: str, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         self.url = url
@@ -149,7 +164,22 @@ class AuditLog:
                 raise AuditError(
                     f"cannot prepare the audit table in the metadata database: {exc.orig}"
                 ) from exc
+        self._add_state_column()
         self._ensured = True
+
+    def _add_state_column(self) -> None:
+        """Upgrade a table created before intents existed (its rows keep NULL: completed moves)."""
+        for attempt in range(3):
+            columns = {c["name"] for c in sa.inspect(self.engine).get_columns(TABLE_NAME)}
+            if "state" in columns:
+                return
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text(f"ALTER TABLE {TABLE_NAME} ADD COLUMN state VARCHAR(16)"))
+                return
+            except sa.exc.DBAPIError as exc:  # another process added it first
+                if attempt == 2:
+                    raise AuditError(f"cannot upgrade the audit table: {exc.orig}") from exc
 
     def dispose(self) -> None:
         """Close pooled connections."""
@@ -169,11 +199,14 @@ class AuditLog:
         reason: str = "",
         metrics: Mapping[str, Any] | None = None,
         at: datetime | None = None,
-        conn: Connection | None = None,
+        state: State = DONE,
     ) -> AuditRecord:
-        """Append one row; inside :meth:`lock` pass its connection so the row commits with the lock."""
+        """Append one row and commit it. Alias moves go through :func:`registry.aliases.move_alias`, which
+        writes a ``pending`` intent here before it moves the alias and :meth:`settle` s it afterwards."""
         if action not in ACTIONS:
             raise AuditError(f"unknown audit action {action!r}; expected one of {ACTIONS}")
+        if state not in (PENDING, DONE, ABORTED):
+            raise AuditError(f"unknown audit state {state!r}")
         self.ensure_schema()
         values = {
             "at": to_utc(at or datetime.now(UTC)),
@@ -185,50 +218,40 @@ class AuditLog:
             "action": action,
             "reason": reason,
             "metrics": _json_safe(metrics),
+            "state": state,
         }
         statement = sa.insert(alias_audit).values(**values).returning(alias_audit.c.id)
-        if conn is not None:
+        with self.engine.begin() as conn:
             row_id = int(conn.execute(statement).scalar_one())
-        else:
-            with self.engine.begin() as own:
-                row_id = int(own.execute(statement).scalar_one())
         return AuditRecord(id=row_id, **values)  # type: ignore[arg-type]
 
-    @contextmanager
-    def lock(self, name: str) -> Iterator[Connection]:
-        """Hold the cross-process lock ``name`` for the ``with`` block; yields the locked connection.
+    def settle(self, row_id: int, state: State) -> bool:
+        """Mark a pending intent ``done`` or ``aborted`` (committed); False when it was not pending."""
+        if state not in (DONE, ABORTED):
+            raise AuditError(f"an intent settles as done or aborted, not {state!r}")
+        self.ensure_schema()
+        statement = (
+            sa.update(alias_audit)
+            .where(alias_audit.c.id == row_id, alias_audit.c.state == PENDING)
+            .values(state=state)
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(statement).rowcount or 0) == 1
 
-        PostgreSQL: ``pg_advisory_xact_lock`` inside a transaction (released at commit or rollback).
-        SQLite: ``BEGIN IMMEDIATE`` takes the database write lock. Rows written with the yielded
-        connection commit when the block exits, also when it raises (moves already made stay recorded).
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the cross-process lock ``name`` for the ``with`` block (see :mod:`registry.locks`).
+
+        Rows written meanwhile commit on their own (intents must survive a crash inside the block).
+        Raises:
+            AuditError: another holder kept the lock for ``lock_timeout_s`` seconds, or the database failed.
         """
         self.ensure_schema()
-        if self.is_sqlite:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                except sa.exc.OperationalError as exc:
-                    raise AuditError(
-                        f"could not take lock {name!r} within {self.lock_timeout_s:.0f}s"
-                    ) from exc
-                try:
-                    yield conn
-                finally:
-                    conn.exec_driver_sql("COMMIT")
-            return
-        with self.engine.connect() as conn:
-            conn.begin()
-            try:
-                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{int(self.lock_timeout_s * 1000)}ms'"))
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
-            except sa.exc.OperationalError as exc:
-                conn.rollback()
-                raise AuditError(f"could not take lock {name!r} within {self.lock_timeout_s:.0f}s") from exc
-            try:
-                yield conn
-            finally:
-                conn.commit()
+        try:
+            with hold_lock(self.engine, name, self.lock_timeout_s):
+                yield
+        except LockError as exc:
+            raise AuditError(str(exc)) from exc
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -254,7 +277,8 @@ class AuditLog:
         return self.alias_at(ts, model_name, "champion")
 
     def alias_at(self, ts: datetime, model_name: str, alias: str) -> int | None:
-        """The version ``alias`` pointed to at ``ts``: the target of the last real move at or before it."""
+        """The version ``alias`` pointed to at ``ts``: the target of the last completed move at or before it
+        (pending and aborted intents and blocked promotions never count)."""
         self.ensure_schema()
         query = (
             sa.select(alias_audit.c.to_version)
@@ -262,6 +286,7 @@ class AuditLog:
                 alias_audit.c.model_name == model_name,
                 alias_audit.c.alias == alias,
                 alias_audit.c.action.in_(MOVE_ACTIONS),
+                _completed(),
                 alias_audit.c.at <= to_utc(ts),
             )
             .order_by(alias_audit.c.at.desc(), alias_audit.c.id.desc())
@@ -270,6 +295,58 @@ class AuditLog:
         with self.engine.connect() as conn:
             found = conn.execute(query).first()
         return None if found is None or found[0] is None else int(found[0])
+
+    def pending(self, model_name: str) -> list[AuditRecord]:
+        """Intents of ``model_name`` not settled yet, oldest first (left by a process that died)."""
+        self.ensure_schema()
+        query = (
+            sa.select(alias_audit)
+            .where(alias_audit.c.model_name == model_name, alias_audit.c.state == PENDING)
+            .order_by(alias_audit.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_to_record(row) for row in conn.execute(query).mappings().all()]
+
+    def next_move(self, row: AuditRecord) -> AuditRecord | None:
+        """The first later row that moved (or meant to move) the same alias of the same model."""
+        self.ensure_schema()
+        query = (
+            sa.select(alias_audit)
+            .where(
+                alias_audit.c.model_name == row.model_name,
+                alias_audit.c.alias == row.alias,
+                alias_audit.c.action.in_(MOVE_ACTIONS),
+                alias_audit.c.id > row.id,
+            )
+            .order_by(alias_audit.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).mappings().first()
+        return None if found is None else _to_record(found)
+
+    def was_at(self, model_name: str, alias: str, version: int) -> bool:
+        """True when a completed move shows ``alias`` on ``version`` at some time: as the move's target, or
+        as what it held before the move (a version set before the audit trail existed shows up that way)."""
+        self.ensure_schema()
+        query = (
+            sa.select(alias_audit.c.id)
+            .where(
+                alias_audit.c.model_name == model_name,
+                alias_audit.c.alias == alias,
+                alias_audit.c.action.in_(MOVE_ACTIONS),
+                _completed(),
+                sa.or_(alias_audit.c.to_version == version, alias_audit.c.from_version == version),
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+
+def _completed() -> sa.ColumnElement[bool]:
+    """Rows that are completed moves: ``done``, or written before intents existed (NULL state)."""
+    return sa.or_(alias_audit.c.state.is_(None), alias_audit.c.state == DONE)
 
 
 def _to_record(row: sa.RowMapping) -> AuditRecord:
@@ -287,6 +364,7 @@ def _to_record(row: sa.RowMapping) -> AuditRecord:
         action=str(row["action"]),
         reason=str(row["reason"] or ""),
         metrics=dict(metrics or {}),
+        state=str(row.get("state") or DONE),
     )
 
 

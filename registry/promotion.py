@@ -1,7 +1,8 @@
 """Applying a promotion decision: the alias move under the lock, the promotion run, the version tags.
 
 On a pass, ``previous`` -> old champion and ``champion`` -> challenger, under the metadata-database lock with
-a compare-and-set on the champion (two racing promotions cannot both win). Every decision is logged as an
+a compare-and-set on the champion (two racing promotions cannot both win), each move written as an intent
+first (:func:`registry.aliases.move_alias`). Every decision is logged as an
 MLflow run in ``<experiment>-promotions`` (params, metrics, comparison table), tagged on the versions and
 appended to the audit trail.
 """
@@ -15,7 +16,7 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
-from registry.aliases import CHAMPION, PREVIOUS, alias_version, lock_name, move_alias
+from registry.aliases import CHAMPION, PREVIOUS, alias_lock, alias_version, move_alias
 from registry.audit import AuditLog
 from registry.client import is_embedded
 from registry.gate import PromotionDecision
@@ -52,7 +53,7 @@ def apply_decision(
             metrics=metrics,
         )
         return decision
-    with audit.lock(lock_name(name)) as conn:
+    with alias_lock(client, audit, name) as lock:
         current = alias_version(client, name, CHAMPION)
         if current != champion_seen:
             reason = (
@@ -68,7 +69,6 @@ def apply_decision(
                 action="blocked",
                 reason=f"{reason} (promotion run {run_id})",
                 metrics=metrics,
-                conn=conn,
             )
             log.warning("promotion of %s v%d aborted: %s", name, decision.challenger_version, reason)
             return replace(decision, outcome="lost_race", champion_after=current, reasons=(reason,))
@@ -78,12 +78,12 @@ def apply_decision(
         )
         if current is not None:
             move_alias(
-                client, audit, conn, name=name, alias=PREVIOUS, to_version=current, actor=actor,
-                action="promote", reason=why, metrics=metrics,
+                lock, alias=PREVIOUS, to_version=current, actor=actor, action="promote", reason=why,
+                metrics=metrics,
             )  # fmt: skip
         move_alias(
-            client, audit, conn, name=name, alias=CHAMPION, to_version=decision.challenger_version,
-            actor=actor, action="promote", reason=why, metrics=metrics,
+            lock, alias=CHAMPION, to_version=decision.challenger_version, actor=actor, action="promote",
+            reason=why, metrics=metrics,
         )  # fmt: skip
     return decision
 

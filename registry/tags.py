@@ -13,4 +13,19 @@ TAG_SUPERSEDED = "recops.superseded"
 TAG_SCORED_PREFIX = "recops.scored."
 TAG_LINEAGE_KEY = "lineage_key"
 TAG_SOURCE_RUN = "source_run_id"
-LINEAGE_TAGS = ("git_commit", "data_md5", "dvc_lock_hash", "params_hash", "pipeline_run_id", "family")
+#: Hash of the code the stages depend on, working-tree contents (:func:`pipelines.lineage.code_hash`).
+TAG_CODE_HASH = "code_hash"
+LINEAGE_TAGS = (
+    "git_commit",
+    "data_md5",
+    "dvc_lock_hash",
+    "params_hash",
+    TAG_CODE_HASH,
+    "pipeline_run_id",
+    "family",
+)
+#: On a model run (written by ``pipelines.train``) and on a model version (written at registration):
+#: :func:`models.package.package_digest` of the logged ``package/`` folder.
+TAG_PACKAGE_DIGEST = "recops.package_digest"
+#: On a model version: JSON ``{relative path: sha256}`` of every file of the registered package.
+TAG_PACKAGE_FILES = "recops.package_files"

@@ -125,8 +125,10 @@ def log_package(
     parent_run_id: str | None = None,
     extra_files: dict[str, bytes] | None = None,
     extra_artifacts: dict[str, bytes] | None = None,
+    digest: bool = True,
 ) -> LoggedRun:
-    """Log ``package`` as the pipeline does: child run of a (new or given) parent run, pyfunc ``model``.
+    """Log ``package`` as the pipeline does: child run of a (new or given) parent run, pyfunc ``model``,
+    tagged with the package digest (``recops.package_digest``) unless ``digest`` is False (older runs).
 
     ``extra_files`` (name -> bytes) are written into the package folder before logging, e.g. a planted
     pickle next to the real files; ``extra_artifacts`` (key -> bytes) become further pyfunc artifacts
@@ -134,8 +136,10 @@ def log_package(
     """
     import mlflow
 
+    from models.package import package_digest
     from pipelines.tracking import child_run, configure_mlflow, get_or_create_parent
     from pipelines.train import PIP_REQUIREMENTS, PYFUNC_CODE
+    from registry.tags import TAG_PACKAGE_DIGEST
 
     client = configure_mlflow(settings)
     lineage = lineage or {
@@ -163,23 +167,37 @@ def log_package(
         )
         mlflow.log_metrics(metrics)
         mlflow.log_params({"family": package.family, "n_items": package.model.n_items})
+        if digest:
+            mlflow.set_tag(TAG_PACKAGE_DIGEST, package_digest(folder))
     return LoggedRun(
         parent_run_id=parent, run_id=run.info.run_id, model_id=str(info.model_id), lineage=lineage
     )
 
 
-def register_run(settings: Settings, logged: LoggedRun, alias: str | None = None) -> int:
-    """Create a model version straight from a logged run (bypassing the gate) and optionally set an alias."""
+def register_run(
+    settings: Settings, logged: LoggedRun, alias: str | None = None, *, checksums: bool = True
+) -> int:
+    """Create a model version straight from a logged run (bypassing the gate) and optionally set an alias.
+
+    With ``checksums`` the version records its package checksums as ``register_best`` does; without, it is
+    like a version registered before checksums existed."""
     from registry.aliases import ensure_registered_model
     from registry.client import mlflow_client
+    from registry.integrity import manifest_tags
+    from registry.register import package_checksums
 
     client = mlflow_client(settings)
     ensure_registered_model(client, settings.model_name)
+    tags = {}
+    if checksums:
+        run = client.get_run(logged.run_id)
+        tags = manifest_tags(package_checksums(client, settings, run, logged.model_id))
     mv = client.create_model_version(
         settings.model_name,
         source=f"models:/{logged.model_id}",
         run_id=logged.run_id,
         model_id=logged.model_id,
+        tags=tags,
     )
     if alias:
         client.set_registered_model_alias(settings.model_name, alias, str(mv.version))
@@ -234,3 +252,30 @@ def race_two_promotions(settings: Settings, monkeypatch: Any) -> tuple[list[str]
     for t in threads:
         t.join(timeout=300)
     return outcomes, errors
+
+
+KILLPOINTS = Path(__file__).resolve().parent / "registry" / "killpoints"
+
+
+def run_recops(
+    *args: str, kill_at: str = "", env: dict[str, str] | None = None, timeout_s: float = 300
+) -> Any:
+    """The installed ``recops ARGS`` in a subprocess with this process's environment (the test's RECOPS_*
+    settings), plus ``env``; ``kill_at`` arms a kill point of ``tests/registry/killpoints/sitecustomize.py``
+    (e.g. ``after_alias:champion``). Returns the ``subprocess.CompletedProcess``."""
+    import os
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k != "RECOPS_TEST_KILL_AT"}
+    full.update(PYTHONPATH=str(KILLPOINTS), COLUMNS="250", NO_COLOR="1", **(env or {}))
+    if kill_at:
+        full["RECOPS_TEST_KILL_AT"] = kill_at
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "recops"), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -51,6 +51,20 @@ for _module in (info, generate, load, privacy, gate, publish, stages, registry):
     _module.register(app, data_app)
 
 
+def service_error(exc: BaseException) -> str | None:
+    """One line for an error of a service the command talks to (MLflow, the metadata database), or None."""
+    from registry.client import describe_mlflow_error
+
+    message = describe_mlflow_error(exc)
+    if message is not None:
+        return message
+    module = type(exc).__module__
+    if module.startswith("sqlalchemy") and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+        detail = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+        return f"cannot reach the metadata database (RECOPS_METADATA_DB_URL): {detail}"
+    return None
+
+
 def main() -> None:
     """Console-script entry point: known errors print one clear line, never a traceback."""
     try:
@@ -60,4 +74,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except Exception as exc:
+        message = service_error(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
         sys.exit(2)

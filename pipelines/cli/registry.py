@@ -46,15 +46,19 @@ def register_cmd(
 
     result = run_register(step_context(actor or _default_actor()), pipeline_run)
     info = result.info
-    state = "registered new" if info["created"] else "reused existing (same lineage)"
     primary, selected_on = info["primary_metric"], info["selected_on"]
     valid = result.metrics.get(selected_on, float("nan"))
     test = result.metrics.get(primary, float("nan"))
-    typer.echo(
-        f"{state} {info['model_name']} v{info['version']} ({info['family']}, run {result.run_ids['model']}, "
-        f"selected on {selected_on}={valid:.4f}; test {primary}={test:.4f}); "
-        f"challenger: {_v(info['previous_challenger'])} -> v{info['version']}"
-    )
+    figures = f"selected on {selected_on}={valid:.4f}; test {primary}={test:.4f}"
+    model, version, run = f"{info['model_name']} v{info['version']}", info["version"], result.run_ids["model"]
+    if info["created"]:
+        what = f"registered new {model} ({info['family']}, run {run}, {figures})"
+    else:
+        what = (
+            f"reused existing {model} ({info['family']}): run {info['candidate_run_id']} has the same "
+            f"lineage and package; figures of v{version}'s own run {run}: {figures}"
+        )
+    typer.echo(f"{what}; challenger: {_v(info['previous_challenger'])} -> v{info['version']}")
 
 
 def promote_cmd(
@@ -117,15 +121,25 @@ def rollback_cmd(
         None, "--to", help="Version to serve again; default: the `previous` alias."
     ),
     reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Allow a target that was never champion (e.g. blocked by the gate); needs --reason, audited.",
+    ),
     actor: str | None = ActorOption,
 ) -> None:
-    """Point `champion` back at `previous` (or --to VERSION); `previous` becomes the old champion."""
+    """Point `champion` back at `previous` (or --to VERSION); `previous` becomes the old champion.
+
+    Only versions that were champion before (per the audit trail) are accepted, unless --force --reason."""
     from registry.rollback import rollback
 
     settings, _ = command_context()
-    result = rollback(to_version=to, settings=settings, actor=actor or _default_actor(), reason=reason)
+    result = rollback(
+        to_version=to, settings=settings, actor=actor or _default_actor(), reason=reason, force=force
+    )
+    forced = " (FORCED: it was never champion; recorded in the audit trail)" if result.forced else ""
     typer.echo(
-        f"rolled back {result.model_name}: champion v{result.from_version} -> v{result.to_version}; "
+        f"rolled back {result.model_name}: champion v{result.from_version} -> v{result.to_version}{forced}; "
         f"previous -> v{result.previous}"
     )
 
@@ -145,6 +159,7 @@ def audit_cmd(
 
     settings, _ = command_context()
     log = audit_log(settings)
+    _reconcile(settings, log)
     if at is not None:
         from datetime import datetime
 
@@ -164,7 +179,7 @@ def audit_cmd(
         table.add_row(
             row.at.strftime("%Y-%m-%d %H:%M:%S"),
             row.actor,
-            row.action,
+            row.action if row.state == "done" else f"{row.action} ({row.state})",
             row.alias,
             "" if row.from_version is None else f"v{row.from_version}",
             "" if row.to_version is None else f"v{row.to_version}",
@@ -173,6 +188,28 @@ def audit_cmd(
     Console().print(table)
     if not rows:
         typer.echo("no alias moves recorded yet")
+
+
+def _reconcile(settings: Any, log: Any) -> None:
+    """Settle intents a killed command left pending, against MLflow's aliases (a warning if it is down)."""
+    from registry.aliases import settle_pending
+    from registry.client import mlflow_client
+
+    if not log.pending(settings.model_name):
+        return
+    try:
+        settled = settle_pending(mlflow_client(settings), log, settings.model_name)
+    except Exception as exc:  # registry down: show the table with the pending rows marked
+        from pipelines.cli import service_error
+
+        why = service_error(exc) or str(exc)
+        typer.secho(f"warning: interrupted alias moves stay pending ({why})", err=True, fg="yellow")
+        return
+    for row in settled:
+        typer.echo(
+            f"reconciled an interrupted {row.action} of {row.alias} -> v{row.to_version} "
+            f"(audit row {row.id}): {row.state}"
+        )
 
 
 def recommend_cmd(
@@ -216,4 +253,8 @@ def recommend_cmd(
     else:
         console.print(f"history: {rec.history_length} events, {rec.known_history} on items the model knows")
     if rec.stale_model:
-        console.print("warning: registry unreachable; used the cached champion", style="yellow")
+        console.print(
+            f"warning: served the last good cached {alias} v{rec.version} ({rec.stale_reason})",
+            style="yellow",
+            highlight=False,
+        )

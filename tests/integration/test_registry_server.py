@@ -19,7 +19,7 @@ from registry.client import mlflow_client
 from registry.loader import cache_root, load_alias
 from registry.register import register_best
 from registry.rollback import rollback
-from tests.conftest import MLflowServer
+from tests.conftest import MLflowServer, S3Endpoint
 from tests.registry_helpers import (
     fit_package,
     log_package,
@@ -63,7 +63,8 @@ def test_register_gate_rollback_and_audit_on_server(server_settings: Settings, t
         settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.4, "valid_ndcg_at_10": 0.4}
     )
     log_package(
-        settings, fit_package(fs, "popularity"), tmp_path, metrics={"ndcg_at_10": 0.3, "valid_ndcg_at_10": 0.3},
+        settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"ndcg_at_10": 0.3, "valid_ndcg_at_10": 0.3},
         lineage=good.lineage, parent_run_id=good.parent_run_id,
     )  # fmt: skip
 
@@ -161,3 +162,46 @@ def test_planted_pickle_never_runs_when_loading_from_server(
     assert not marker.exists()
     cached = cache_root(settings, settings.model_name) / str(version)
     assert (cached / "checksum.json").is_file() and not (cached / "python_model.pkl").exists()
+
+
+def test_corrupt_weights_in_the_artifact_store_are_refused_on_server(
+    server_settings: Settings, mlflow_server: MLflowServer, s3_server: S3Endpoint, tmp_path: Path
+) -> None:
+    """Checksums recorded at registration from the proxied S3 store; bytes flipped in S3 afterwards are
+    refused by the loader, nothing is cached, and the last good champion keeps serving."""
+    import shutil
+
+    from registry.loader import ChecksumMismatchError
+
+    settings = server_settings
+    fs = write_features_for(settings)
+    first = log_package(settings, fit_package(fs, "popularity"), tmp_path, metrics={"valid_ndcg_at_10": 0.2})
+    v1 = register_best(first.parent_run_id, settings=settings, primary_metric="ndcg_at_10").version
+    client = mlflow_client(settings)
+    client.set_registered_model_alias(settings.model_name, CHAMPION, str(v1))
+    assert load_alias(CHAMPION, settings=settings).version == v1
+    second = log_package(settings, fit_package(fs, "good"), tmp_path, metrics={"valid_ndcg_at_10": 0.4})
+    v2 = register_best(second.parent_run_id, settings=settings, primary_metric="ndcg_at_10").version
+    assert client.get_model_version(settings.model_name, str(v2)).tags["recops.package_files"]
+
+    s3 = s3_server.client()
+    keys = [
+        obj["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=mlflow_server.artifacts_bucket)
+        for obj in page.get("Contents", [])
+        if second.model_id in obj["Key"] and obj["Key"].endswith("package/model/weights.safetensors")
+    ]
+    assert len(keys) == 1, keys
+    body = bytearray(s3.get_object(Bucket=mlflow_server.artifacts_bucket, Key=keys[0])["Body"].read())
+    body[-8:] = bytes(b ^ 0x5A for b in body[-8:])
+    s3.put_object(Bucket=mlflow_server.artifacts_bucket, Key=keys[0], Body=bytes(body))
+
+    client.set_registered_model_alias(settings.model_name, CHAMPION, str(v2))
+    with pytest.raises(ChecksumMismatchError, match=r"model/weights\.safetensors has sha256"):
+        load_alias(CHAMPION, settings=settings, allow_stale=False)
+    assert not (cache_root(settings, settings.model_name) / str(v2)).exists()
+    served = load_alias(CHAMPION, settings=settings)
+    assert (served.version, served.stale) == (v1, True) and f"v{v2} refused" in served.fallback_reason
+    shutil.rmtree(cache_root(settings, settings.model_name))
+    with pytest.raises(ChecksumMismatchError):
+        load_alias(CHAMPION, settings=settings)  # no last good copy left: the refusal itself

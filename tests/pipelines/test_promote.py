@@ -185,8 +185,10 @@ def test_unloadable_challenger_is_blocked(seeded: dict[str, Any]) -> None:
     decision = promote(settings=settings, params=Params(), actor="ci")
     assert decision.outcome == "blocked" and "does not load" in decision.reasons[0]
     assert alias_version(client, settings.model_name, CHAMPION) == v1
-    with pytest.raises(RegistryError, match="does not load"):
+    with pytest.raises(RegistryError, match="never champion"):
         rollback(to_version=v2, settings=settings, actor="oncall")
+    with pytest.raises(RegistryError, match="does not load"):  # forcing does not skip the loader
+        rollback(to_version=v2, settings=settings, actor="oncall", force=True, reason="test")
     with pytest.raises(RegistryError, match="no 'previous'"):
         rollback(settings=settings, actor="oncall")
 
@@ -246,3 +248,35 @@ def test_too_few_test_users_refuse_the_promotion(seeded: dict[str, Any]) -> None
     ok = run_promote(StepContext(settings, Params(promote=PromoteParams(min_test_users=n_test)), actor="ci"))
     assert ok.info["outcome"] == "promoted", ok.info["reasons"]
     assert ok.run_ids["promotion"] and ok.outputs["champion"] == f"models:/{settings.model_name}@champion"
+
+
+def test_rollback_refuses_a_version_that_was_never_champion_unless_forced_with_a_reason(
+    seeded: dict[str, Any],
+) -> None:
+    from tests.registry_helpers import run_recops
+
+    settings, runs = seeded["settings"], seeded["runs"]
+    client = mlflow_client(settings)
+    v1 = register_run(settings, runs["popularity"], CHAMPION)  # deployed before the audited tooling
+    v2 = register_run(settings, runs["good"], CHALLENGER)
+    assert promote(settings=settings, params=Params(), actor="lead").outcome == "promoted"
+    v3 = register_run(settings, runs["bad"], CHALLENGER)
+    assert promote(settings=settings, params=Params(), actor="lead").outcome == "blocked"
+
+    # the real command: a one-line error, exit 2, nothing moved
+    refused = run_recops("rollback", "--to", str(v3), "--reason", "try it")
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert refused.stderr.startswith("error: refusing to roll back") and "never champion" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert alias_version(client, settings.model_name, CHAMPION) == v2
+    with pytest.raises(RegistryError, match="--force needs --reason"):
+        rollback(to_version=v3, settings=settings, actor="oncall", force=True)
+
+    forced = rollback(to_version=v3, settings=settings, actor="oncall", force=True, reason="INC-9: need v3")
+    assert forced.forced and alias_version(client, settings.model_name, CHAMPION) == v3
+    last = audit_log(settings).history(settings.model_name)[-1]
+    assert (last.alias, last.to_version, last.action, last.actor) == (CHAMPION, v3, "rollback", "oncall")
+    assert last.reason.startswith("FORCED") and "INC-9: need v3" in last.reason
+    # v1 was champion before the audit trail existed; the move that replaced it shows it: no force needed
+    back = rollback(to_version=v1, settings=settings, actor="oncall", reason="back to the old one")
+    assert not back.forced and alias_version(client, settings.model_name, CHAMPION) == v1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from core.settings import Settings
 from registry.client import mlflow_client
 from registry.loader import (
     AliasNotFoundError,
+    ChecksumMismatchError,
     ModelLoaderError,
     RegistryUnavailableError,
     _safe_relative,
@@ -113,6 +115,12 @@ def test_missing_alias_and_version_are_clear_errors(recops_settings: Settings, f
         load_version(7, settings=recops_settings)
 
 
+def _artifact_root(settings: Settings, version: int) -> Path:
+    client = mlflow_client(settings)
+    uri = client.get_model_version_download_uri(settings.model_name, str(version))
+    return Path(uri.removeprefix("file://"))
+
+
 def test_planted_pickle_is_never_executed(recops_settings: Settings, fs, tmp_path: Path) -> None:
     marker = tmp_path / "pwned.txt"
     bomb = pickle_bomb(marker)
@@ -121,44 +129,51 @@ def test_planted_pickle_is_never_executed(recops_settings: Settings, fs, tmp_pat
     pickle.loads(pickle_bomb(control))
     assert control.exists()
 
+    # pickles inside the package when it was logged: registered with it, downloaded, never opened
     logged = log_package(
         recops_settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.3},
         extra_files={"weights.pkl": bomb, "python_model.pkl": bomb},
     )  # fmt: skip
     version = register_run(recops_settings, logged, "champion")
-    # also plant pickles at the root of the logged model, where pyfunc would look for them
-    client = mlflow_client(recops_settings)
-    root = Path(
-        client.get_model_version_download_uri(recops_settings.model_name, str(version)).removeprefix(
-            "file://"
-        )
-    )
+    # pickles planted later at the root of the logged model, where pyfunc would look: never downloaded
+    root = _artifact_root(recops_settings, version)
     for name in ("python_model.pkl", "model.pkl"):
         (root / name).write_bytes(bomb)
-    (root / "artifacts" / "package" / "model" / "weights.pt").write_bytes(bomb)
-
     loaded = load_alias("champion", settings=recops_settings)
     assert loaded.version == version
     assert loaded.package.recommend_ids([[]], k=3)[0]
     assert not marker.exists()
 
+    # a pickle planted inside the package after registration is tampering: refused, never opened
+    (root / "artifacts" / "package" / "model" / "weights.pt").write_bytes(bomb)
+    shutil.rmtree(cache_root(recops_settings, recops_settings.model_name))
+    with pytest.raises(ChecksumMismatchError, match=r"model/weights\.pt was not in the registered package"):
+        load_alias("champion", settings=recops_settings, allow_stale=False)
+    assert not marker.exists()
 
-def test_corrupt_package_fails_to_load_and_is_not_cached(
-    recops_settings: Settings, fs, tmp_path: Path
-) -> None:
+
+def test_a_package_that_does_not_load_is_not_cached(recops_settings: Settings, fs, tmp_path: Path) -> None:
+    """A version registered before checksums existed (nothing to verify against) whose files are broken:
+    the package loader refuses it, nothing is cached, and the alias's last good version stands in."""
     good = _version(recops_settings, fs, tmp_path)
     load_alias("champion", settings=recops_settings)
-    broken = _version(recops_settings, fs, tmp_path, alias=None)
-    client = mlflow_client(recops_settings)
-    root = Path(
-        client.get_model_version_download_uri(recops_settings.model_name, str(broken)).removeprefix("file://")
+    logged = log_package(
+        recops_settings, fit_package(fs, "good"), tmp_path, metrics={"ndcg_at_10": 0.3}, digest=False
     )
+    broken = register_run(recops_settings, logged, None, checksums=False)
+    root = _artifact_root(recops_settings, broken)
     (root / "artifacts" / "package" / "model" / "weights.safetensors").write_bytes(b"not safetensors")
-    client.set_registered_model_alias(recops_settings.model_name, "champion", str(broken))
+    mlflow_client(recops_settings).set_registered_model_alias(
+        recops_settings.model_name, "champion", str(broken)
+    )
     with pytest.raises(ModelLoaderError, match="does not load"):
-        load_alias("champion", settings=recops_settings)
+        load_alias("champion", settings=recops_settings, allow_stale=False)
     assert not (cache_root(recops_settings, recops_settings.model_name) / str(broken)).exists()
-    # the pointer still names the last good version, so a registry outage falls back to it
+    # the scorer's contract: the last good version keeps serving, marked stale, with the reason
+    fallback = load_alias("champion", settings=recops_settings)
+    assert (fallback.version, fallback.stale) == (good, True)
+    assert f"v{broken} refused" in fallback.fallback_reason and "does not load" in fallback.fallback_reason
+    # the pointer still names the last good version, so a registry outage falls back to it too
     assert load_alias("champion", settings=_unreachable(recops_settings)).version == good
     (root / "artifacts" / "package" / "items.parquet").unlink()
     with pytest.raises(ModelLoaderError):

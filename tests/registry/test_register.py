@@ -244,3 +244,97 @@ def test_cli_register_promote_rollback_audit_recommend(
     assert "champion at 2998-12-31T22:00:00+00:00: v1" in out.output
     out = runner.invoke(app, ["audit", "--at", "yesterday"])
     assert "not an ISO timestamp" in str(out.exception)
+
+
+# ------------------------------------------------------------------------------ lineage with the code hash
+
+
+def _dirty_lineage(code: str) -> dict[str, str]:
+    """The lineage tags a run gets from a tree with uncommitted changes: same commit, its own code hash."""
+    return {
+        "git_commit": "0123abc-dirty",
+        "data_md5": "d" * 32,
+        "dvc_lock_hash": "l" * 16,
+        "params_hash": Params().digest(),
+        "code_hash": code,
+    }
+
+
+def test_a_run_from_uncommitted_code_is_registered_as_a_new_version(
+    recops_settings: Settings, tmp_path: Path
+) -> None:
+    fs = write_features_for(recops_settings)
+    before = log_package(
+        recops_settings, fit_package(fs, "good"), tmp_path,
+        metrics={"valid_ndcg_at_10": 0.30, "ndcg_at_10": 0.31}, lineage=_dirty_lineage("aaaa"),
+    )  # fmt: skip
+    first = register_best(None, settings=recops_settings, primary_metric="ndcg_at_10")
+    # models/als.py edited again, still uncommitted: same commit, data and params, new code hash
+    after = log_package(
+        recops_settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"valid_ndcg_at_10": 0.50, "ndcg_at_10": 0.52}, lineage=_dirty_lineage("bbbb"),
+    )  # fmt: skip
+    assert after.parent_run_id == before.parent_run_id  # one pipeline run per commit + data, as in the issue
+    second = register_best(None, settings=recops_settings, primary_metric="ndcg_at_10")
+    assert first.created and second.created and (first.version, second.version) == (1, 2)
+    assert second.run_id == second.candidate_run_id == after.run_id
+    assert second.metrics["valid_ndcg_at_10"] == 0.50 and second.lineage_key != first.lineage_key
+    mv = mlflow_client(recops_settings).get_model_version(recops_settings.model_name, "2")
+    assert mv.tags["code_hash"] == "bbbb" and mv.tags["lineage_key"] == lineage_key(
+        "0123abc-dirty", "d" * 32, Params().digest(), "bbbb"
+    )
+
+
+def test_a_reused_version_reports_its_own_run_and_metrics_never_the_new_runs(
+    recops_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    fs = write_features_for(recops_settings)
+    lineage = _dirty_lineage("cccc")
+    original = log_package(
+        recops_settings, fit_package(fs, "good"), tmp_path,
+        metrics={"valid_ndcg_at_10": 0.30, "ndcg_at_10": 0.31}, lineage=lineage,
+    )  # fmt: skip
+    assert register_best(None, settings=recops_settings, primary_metric="ndcg_at_10").version == 1
+    # the same inputs trained again (same package bytes) logged different figures
+    rerun = log_package(
+        recops_settings, fit_package(fs, "good"), tmp_path,
+        metrics={"valid_ndcg_at_10": 0.90, "ndcg_at_10": 0.91}, lineage=lineage,
+    )  # fmt: skip
+    reused = register_best(None, settings=recops_settings, primary_metric="ndcg_at_10")
+    assert not reused.created and reused.version == 1
+    assert reused.run_id == original.run_id and reused.candidate_run_id == rerun.run_id
+    assert reused.metrics["valid_ndcg_at_10"] == 0.30 and reused.metrics["ndcg_at_10"] == 0.31
+    (row,) = audit_log(recops_settings).history(recops_settings.model_name)  # challenger was on v1 already
+    assert row.metrics["valid_ndcg_at_10"] == 0.30
+
+    monkeypatch.setenv("COLUMNS", "250")
+    out = CliRunner().invoke(app, ["register"])
+    assert out.exit_code == 0, out.output
+    assert f"reused existing recops-recommender v1 (itemknn): run {rerun.run_id} has the same" in out.output
+    assert f"figures of v1's own run {original.run_id}: selected on valid_ndcg_at_10=0.3000" in out.output
+    assert "0.9000" not in out.output
+
+    # same lineage key but different package bytes: never reused, a new version
+    log_package(
+        recops_settings, fit_package(fs, "popularity"), tmp_path,
+        metrics={"valid_ndcg_at_10": 0.95, "ndcg_at_10": 0.95}, lineage=lineage,
+    )  # fmt: skip
+    different = register_best(None, settings=recops_settings, primary_metric="ndcg_at_10")
+    assert different.created and different.version == 2 and different.lineage_key == reused.lineage_key
+
+
+def test_production_refuses_to_register_a_run_from_a_dirty_tree(
+    recops_settings: Settings, tmp_path: Path
+) -> None:
+    fs = write_features_for(recops_settings)
+    log_package(
+        recops_settings, fit_package(fs, "good"), tmp_path, metrics={"valid_ndcg_at_10": 0.3},
+        lineage=_dirty_lineage("dddd"),
+    )  # fmt: skip
+    production = recops_settings.model_copy(update={"env": "production"})
+    with pytest.raises(RegistryError, match="uncommitted changes"):
+        register_best(None, settings=production, primary_metric="ndcg_at_10")
