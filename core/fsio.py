@@ -7,6 +7,7 @@ Readers of a path written here see the old content or the new one, never half of
   (:func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_file` for writers that need a path);
 * a **folder** is built in a hidden temporary folder on the same filesystem and renamed into place; an
   existing folder is swapped out and restored if the swap fails (:func:`staged_dir`, :func:`replace_dir`);
+  the swap is journaled, so one interrupted by a crash is rolled back or forward by :func:`recover_staging`;
 * an **exclusive lock** (:func:`exclusive_lock`) is an ``flock`` held through :mod:`filelock`; the kernel
   drops it when the process dies, so a crash never leaves it stuck.
 
@@ -16,7 +17,9 @@ Everything here is standard library plus ``filelock``, so every layer (``models`
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -93,11 +96,20 @@ def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
     atomic_write_bytes(path, text.encode(encoding))
 
 
+#: Journal of a folder swap (:func:`replace_dir`), written beside the copy moved aside.
+SWAP_JOURNAL_SUFFIX = ".swap.json"
+#: Names of the hidden temporary files and folders made here (``.<name>.tmp-<x>``, ``.<name>.old-<x>``).
+_TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+
+
 def replace_dir(new: Path, target: Path, *, aside_dir: Path | None = None) -> None:
     """Move folder ``new`` to ``target``, swapping out an existing ``target`` (restored if the swap fails).
 
     All folders must lie on the same filesystem. The old folder is moved aside (into ``aside_dir``, default
-    next to ``target`` under a hidden name) and deleted after the new one is in place.
+    next to ``target`` under a hidden name) and deleted after the new one is in place. Before the first
+    rename a journal (``*.swap.json`` beside the aside copy) names the three folders, so a process killed
+    between the two renames leaves enough for :func:`recover_staging` to put the old folder back; the
+    journal is removed once the new folder is in place.
 
     Raises:
         OSError: the rename failed (``target`` is then as it was).
@@ -107,14 +119,94 @@ def replace_dir(new: Path, target: Path, *, aside_dir: Path | None = None) -> No
         fsync_path(target.parent)
         return
     aside = _hidden_sibling(aside_dir / target.name if aside_dir is not None else target, "old")
+    journal = aside.with_name(aside.name + SWAP_JOURNAL_SUFFIX)  # hidden, like the copies
+    record = {"target": str(target.absolute()), "new": str(new.absolute()), "aside": str(aside.absolute())}
+    atomic_write_text(journal, json.dumps(record, sort_keys=True))
     os.rename(target, aside)
     try:
         os.rename(new, target)
     except BaseException:
         os.rename(aside, target)
+        fsync_path(target.parent)
+        journal.unlink(missing_ok=True)
         raise
     fsync_path(target.parent)
+    if aside.parent != target.parent:
+        fsync_path(aside.parent)
+    journal.unlink()  # the swap is done: from here on, recovery rolls forward (deletes the old copy)
+    fsync_path(journal.parent)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+class SwapRecoveryError(RecopsError):
+    """An interrupted folder swap left a state that cannot be repaired automatically."""
+
+
+def recover_staging(staging: Path) -> list[str]:
+    """Finish or undo the folder swaps interrupted in ``staging`` and delete leftover temporary copies.
+
+    Call it only while holding the lock that serialises the writers using ``staging`` (their temporary
+    copies are otherwise live). For each swap journal:
+
+    * the swap had not replaced ``target`` yet (``target`` missing, or the new copy still waiting): it is
+      rolled **back**: the old copy returns to ``target``, the new copy is deleted;
+    * the new copy is already at ``target``: it is rolled **forward**: the old copy is deleted.
+
+    Then every hidden temporary folder or file (``.<name>.tmp-*``, ``.<name>.old-*``) left by a killed
+    writer is deleted. Other files (locks, intents) are left alone.
+
+    Returns:
+        One line per action, for a person (empty when there was nothing to do).
+
+    Raises:
+        SwapRecoveryError: a journal describes a state no swap can leave (e.g. both copies gone).
+    """
+    if not staging.is_dir():
+        return []
+    actions: list[str] = []
+    for journal in sorted(staging.glob(f"*{SWAP_JOURNAL_SUFFIX}")):
+        actions.append(_recover_swap(journal))
+    for leftover in sorted(staging.iterdir()):
+        if not _TEMP_NAME.match(leftover.name):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink(missing_ok=True)
+        actions.append(f"deleted the leftover temporary copy {leftover}")
+    if actions:
+        fsync_path(staging)
+    return actions
+
+
+def _recover_swap(journal: Path) -> str:
+    try:
+        record = json.loads(journal.read_text(encoding="utf-8"))
+        target, new, aside = (Path(record[k]) for k in ("target", "new", "aside"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SwapRecoveryError(f"unreadable swap journal {journal} ({exc}); inspect and delete it") from exc
+    if target.exists() and not aside.exists():
+        # Killed before the old folder moved aside (or after it was deleted): target is whole.
+        shutil.rmtree(new, ignore_errors=True)
+        journal.unlink()
+        return f"interrupted replace of {target}: it had not started, {target} kept as it was"
+    if not target.exists() and aside.exists():
+        os.rename(aside, target)  # roll back: the old folder returns
+        fsync_path(target.parent)
+        shutil.rmtree(new, ignore_errors=True)
+        journal.unlink()
+        return f"interrupted replace of {target}: rolled back, the previous copy is back in place"
+    if target.exists() and aside.exists() and not new.exists():
+        journal.unlink()  # roll forward: the new folder was in place, only the old copy remained
+        fsync_path(journal.parent)
+        shutil.rmtree(aside)
+        return f"interrupted replace of {target}: rolled forward, the new copy is in place"
+    raise SwapRecoveryError(
+        f"interrupted replace of {target} cannot be repaired automatically (target "
+        f"{'present' if target.exists() else 'missing'}, old copy {aside} "
+        f"{'present' if aside.exists() else 'missing'}, new copy {new} "
+        f"{'present' if new.exists() else 'missing'}); journal {journal}"
+    )
 
 
 @contextmanager

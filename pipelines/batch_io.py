@@ -41,12 +41,15 @@ from pipelines.datastore import check_batch_id
 
 MANIFEST_FILE: Final = "manifest.json"
 #: pyarrow options of every Parquet file recops writes (landing batches and published data), so the same
-#: frame and library versions always give the same bytes.
+#: frame and library versions always give the same bytes. Every page carries a CRC32 checksum, which the
+#: readers verify (:func:`read_parquet_raw`, :func:`pipelines.datastore.read_published_table`): a flipped
+#: bit on disk, in the DVC cache or on a remote is an error naming the file, never silently wrong data.
 PARQUET_OPTIONS: Final[dict[str, Any]] = {
     "compression": "zstd",
     "compression_level": 3,
     "use_dictionary": True,
     "write_statistics": True,
+    "write_page_checksum": True,
 }
 
 
@@ -96,6 +99,11 @@ def read_batch(batch_dir: Path) -> RawBatch:
         RecopsError: the folder name is not a valid batch id.
     """
     batch_dir = Path(batch_dir)
+    if batch_dir.is_file():
+        raise BadBatchFile(
+            f"{batch_dir} is a file; a batch folder (named after the batch id, holding the events and "
+            "catalog files) is expected"
+        )
     if not batch_dir.is_dir():
         raise BadBatchFile(f"batch folder not found: {batch_dir}")
     batch_id = check_batch_id(batch_dir.resolve().name)
@@ -150,6 +158,8 @@ def read_parquet_raw(
 ) -> pd.DataFrame:
     """Read a Parquet file as stored; float columns holding NaN come back as objects (NaN apart from null).
 
+    Page checksums are verified where the file has them (every file recops writes does).
+
     Args:
         path: the file.
         columns: columns that must be present; only these are returned (default: all).
@@ -160,7 +170,7 @@ def read_parquet_raw(
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
         names = [str(n) for n in parquet.schema_arrow.names]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

@@ -46,6 +46,16 @@ class DvcHashMismatch(DvcError):
     """A downloaded object did not match its hash (``verify = true``): the remote copy is corrupt."""
 
 
+class PushFailed(DvcError):
+    """The data was placed and recorded in ``data.dvc``, but the push to the remote failed (exit 3).
+
+    Nothing is lost: the new version is in the local DVC cache. A rerun of the push completes it
+    (``recops data push`` or ``dvc push``); ``recops data verify`` lists what the remote lacks.
+    """
+
+    exit_code = 3
+
+
 @dataclass(frozen=True)
 class DvcOutput:
     """What one DVC command printed."""

@@ -14,25 +14,39 @@ state, "no events of this user", holds).
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from core.errors import RecopsError
-from core.privacy import PSEUDONYM_PREFIX, is_pseudonymized, pseudonymize_id
-from core.schema import EVENTS_FILE
-from pipelines.datastore import published_batches
-from pipelines.dvc_ops import repo_relative
-from pipelines.publish import (
-    DEFAULT_LOCK_TIMEOUT_S,
-    canonical_events,
-    data_lock,
-    staging_root,
-    sync_dvc,
-    write_parquet,
+from core.fsio import atomic_file, atomic_write_text
+from core.privacy import (
+    FORGOTTEN_FILE,
+    PSEUDONYM_PREFIX,
+    forgotten_path,
+    forgotten_text,
+    is_pseudonymized,
+    pseudonymize_id,
+    read_forgotten,
 )
+from core.schema import EVENTS_FILE
+from pipelines.canonical import canonical_events, write_parquet
+from pipelines.data_record import ensure_matches_record, file_md5
+from pipelines.datastore import (
+    DEFAULT_LOCK_TIMEOUT_S,
+    FORGET_INTENT,
+    data_lock,
+    pending_forget,
+    published_batches,
+    read_published_table,
+    refuse_if_forget_pending,
+    staging_root,
+)
+from pipelines.dvc_objects import check_remote
+from pipelines.dvc_ops import dvc_add, repo_relative
+from pipelines.publish import push_recorded
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class ForgetResult:
         stale_objects: MD5s of the replaced ``events.parquet`` files: the DVC cache/remote objects that still
             hold the user's events (``files/md5/<first 2>/<rest>``) until purged.
         pushed: True when the new version was pushed and ``dvc status -c`` was clean afterwards.
+        denied: True when this call put the user on the deny-list (``data/_forgotten.txt``).
     """
 
     pseudonym: str
@@ -53,6 +68,7 @@ class ForgetResult:
     events_removed: int
     stale_objects: tuple[str, ...]
     pushed: bool
+    denied: bool = False
 
     @property
     def found(self) -> bool:
@@ -77,29 +93,23 @@ def resolve_pseudonym(user_id: str, key: str, *, is_pseudonym: bool = False) -> 
     return pseudonymize_id(user_id, key)
 
 
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def remove_user_events(events: pd.DataFrame, pseudonym: str) -> pd.DataFrame:
     """``events`` without the rows of ``pseudonym`` (canonical order kept)."""
     keep = events["user_id"].ne(pseudonym).fillna(True)
     return canonical_events(events.loc[keep])
 
 
+def _holds_user(path: Path, pseudonym: str) -> bool:
+    return bool(read_published_table(path, ["user_id"])["user_id"].eq(pseudonym).any())
+
+
 def _rewrite_events(path: Path, pseudonym: str, scratch: Path) -> tuple[int, str | None]:
     """Drop the user's rows from one events file atomically; return (rows removed, old file MD5)."""
-    ids = pd.read_parquet(path, columns=["user_id"])["user_id"]  # cheap look before a full rewrite
-    hits = int(ids.eq(pseudonym).sum())
-    if hits == 0:
+    if not _holds_user(path, pseudonym):  # cheap look (one column) before a full rewrite
         return 0, None
-    events = canonical_events(pd.read_parquet(path))
+    events = canonical_events(read_published_table(path))
     kept = remove_user_events(events, pseudonym)
-    old_md5 = _file_md5(path)
+    old_md5 = file_md5(path)
     write_parquet(kept, path, tmp_dir=scratch)  # atomic; the temporary file stays outside data/
     return len(events) - len(kept), old_md5
 
@@ -117,6 +127,14 @@ def forget_user(
 ) -> ForgetResult:
     """Remove every published event of one user and record the result as a new DVC version of ``data/``.
 
+    Under the data lock, before anything changes, ``data/`` must match ``data.dvc`` (except the events
+    files an interrupted forget of the same user already rewrote), so the new version records only this
+    erasure. Then an intent naming the user and the batches that hold them is written to the staging
+    folder, the pseudonym goes on the deny-list (``data/_forgotten.txt``, so publish and the loaders
+    never bring the user back), the events files are rewritten, ``dvc add`` records it and the intent is
+    cleared; the push follows. A forget killed half way is finished by running it again; until then publish
+    refuses to run.
+
     Args:
         user_id: The raw user id (as in the shop's systems), or a pseudonym with ``is_pseudonym``.
         data_dir: The DVC-tracked data folder.
@@ -130,6 +148,10 @@ def forget_user(
     Returns:
         The result; ``found`` is False (``data/`` untouched) when the user has no published event. DVC add
         and push run either way, so re-running a forget whose push failed completes it.
+
+    Raises:
+        PushFailed: recorded in ``data.dvc`` but not pushed (exit 3); ``recops data push`` completes it.
+        PublishedDataError: a published file is unreadable (named, with the restore command).
     """
     from tqdm import tqdm
 
@@ -138,23 +160,49 @@ def forget_user(
     changed: list[str] = []
     stale: list[str] = []
     removed = 0
+    pushed = denied = False
     with data_lock(data_dir, lock_timeout_s):
+        intent_file = staging_root(data_dir) / FORGET_INTENT
+        pending = pending_forget(data_dir)
+        if pending is not None and pending != pseudonym:
+            refuse_if_forget_pending(data_dir)  # finish the other user's forget first
         batches = published_batches(data_dir)
+        if pending is None:
+            if push:
+                check_remote(repo_root, remote)
+            ensure_matches_record(data_dir, repo_root, remote=remote, action="forget")
+            holding = [b.name for b in batches if _holds_user(b / f"{EVENTS_FILE}.parquet", pseudonym)]
+        else:  # resuming: the batches named in the intent may already be rewritten
+            holding = list(json.loads(intent_file.read_text(encoding="utf-8")).get("batches", []))
+            allow = [f"{b}/{EVENTS_FILE}.parquet" for b in holding] + [FORGOTTEN_FILE]
+            ensure_matches_record(data_dir, repo_root, allow=allow, remote=remote, action="forget")
+        intent = {"pseudonym": pseudonym, "batches": holding}
+        atomic_write_text(intent_file, json.dumps(intent, sort_keys=True))
+        forgotten = read_forgotten(data_dir)
+        denied = pseudonym not in forgotten
+        if denied:  # first, so a batch re-sent while this runs can never bring the user back
+            data_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_file(forgotten_path(data_dir), tmp_dir=staging_root(data_dir)) as tmp:
+                tmp.write_text(forgotten_text(forgotten | {pseudonym}), encoding="utf-8")
         scratch = staging_root(data_dir)
-        for batch in tqdm(batches, desc="forget", unit="batch", disable=None):
-            count, old_md5 = _rewrite_events(batch / f"{EVENTS_FILE}.parquet", pseudonym, scratch)
+        for name in tqdm(holding, desc="forget", unit="batch", disable=None):
+            count, old_md5 = _rewrite_events(data_dir / name / f"{EVENTS_FILE}.parquet", pseudonym, scratch)
             if count:
-                changed.append(batch.name)
+                changed.append(name)
                 removed += count
                 if old_md5:
                     stale.append(old_md5)
-        pushed = False
-        if batches:  # also when nothing changed: a re-run finishes an earlier forget whose push failed
-            _, pushed = sync_dvc(data_dir, repo_root, push=push, remote=remote)
+        # Also when nothing changed: a re-run finishes an earlier forget whose push failed.
+        dvc_file = dvc_add(data_dir, repo_root)
+        intent_file.unlink()  # recorded: from here on data/ matches data.dvc again
+        if push:
+            push_recorded(repo_root, dvc_file, remote, what=f"forgetting user {pseudonym} is")
+            pushed = True
     return ForgetResult(
         pseudonym=pseudonym,
         batches_changed=tuple(sorted(changed)),
         events_removed=removed,
         stale_objects=tuple(stale),
         pushed=pushed,
+        denied=denied,
     )

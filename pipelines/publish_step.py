@@ -45,13 +45,16 @@ def run_publish(
 
     Returns:
         ``outputs``: ``data`` and ``dvc_file`` (project-relative); ``metrics``: batches and events published;
-        ``info``: per batch its id, status (``published``, ``replaced``, ``unchanged``), rows and content
-        hash, plus whether the push ran and to which remote.
+        ``info``: per batch its id, status (``published``, ``replaced``, ``unchanged``), rows, content
+        hash and events of forgotten users left out, plus whether the push ran and to which remote.
 
     Raises:
         ValidationRefused: a batch failed the gate (it is quarantined; it and later batches are not
             published, earlier ones are recorded and pushed).
-        RecopsError: raw user ids, a content conflict without ``replace``, or a DVC failure.
+        PushFailed: published and recorded in ``data.dvc`` but not pushed (exit 3): a rerun of the push
+            (``recops data push``) completes it.
+        RecopsError: raw user ids, a content conflict without ``replace``, event ids published in another
+            batch, ``data/`` changed outside these batches, an unknown remote, or a DVC failure.
     """
     from pipelines.dvc_ops import prepare_remote
     from pipelines.validate import validate_batch
@@ -110,6 +113,7 @@ def publish_result(results: Sequence[PublishResult], data_dir: Path, ctx: StepCo
                     "events": r.events,
                     "items": r.items,
                     "content_hash": r.content_hash,
+                    "dropped_forgotten": r.dropped_forgotten,
                 }
                 for r in results
             ],

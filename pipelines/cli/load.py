@@ -3,7 +3,8 @@
 Sources: completejourney, instacart, yoochoose, beauty, movielens100k, movielens-small (default ``--path``:
 the source's folder under the shared raw-data dir) and generic (``--path`` and ``--map`` required). User ids
 are pseudonymised with ``RECOPS_PSEUDONYMIZATION_KEY``. Batches go to ``<landing>/<source>/YYYY-MM-DD/``
-(``--single-batch``: one folder). The loaders and their mappings are in ``pipelines.datasets.loaders``. The
+(``--single-batch``: one folder). Events of forgotten users (the deny-list ``data/_forgotten.txt``) are left
+out. The loaders and their mappings are in ``pipelines.datasets.loaders``. The
 summary line is followed by what the loader did to rows (anonymous rows, repeats merged into quantity); the
 generic loader's ``--anonymous`` and ``--repeats`` choose how (docs/data.md).
 """
@@ -63,7 +64,11 @@ def _run(
     limit_days: int | None,
     batch_id: str | None,
 ) -> None:
-    """Load with the configured pseudonymisation key, write batches, print the summary (and the notes)."""
+    """Load with the configured pseudonymisation key, write batches, print the summary (and the notes).
+
+    Events of users on the deny-list of ``recops data forget`` (``data/_forgotten.txt``) are left out.
+    """
+    from core.privacy import read_forgotten
     from core.settings import get_settings
     from pipelines.datasets.loaders import LoadNotes, load_to_landing
 
@@ -80,6 +85,7 @@ def _run(
         batch_id=batch_id,
         progress=True,
         notes=notes,
+        forgotten=read_forgotten(settings.data_dir),
     )
     typer.echo(report.summary())
 

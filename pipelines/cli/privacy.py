@@ -26,9 +26,11 @@ def forget(
 ) -> None:
     """Remove every published event of one user and record the result as a new version of data/.
 
-    Exit 0 also when the user has no published event ("nothing to forget"). Old versions stay in the DVC
-    cache and remote until purged: see docs/operations.md, "Forgetting a user". Only the pseudonym is
-    printed, never the raw id.
+    The pseudonym goes on the deny-list (data/_forgotten.txt), so publish and the loaders drop the user's
+    events from later batches too. Exit 0 also when the user has no published event ("nothing to
+    forget"). Exit 3: recorded in data.dvc but the push failed (`recops data push` completes it). Old
+    versions stay in the DVC cache and remote until purged: see docs/operations.md, "Forgetting a user".
+    Only the pseudonym is printed, never the raw id. An interrupted forget is finished by running it again.
     """
     from core.settings import get_settings
     from pipelines.dvc_ops import prepare_remote
@@ -48,8 +50,10 @@ def forget(
         push=not no_push,
         remote=remote,
     )
+    denied = " (added to the deny-list: publish and the loaders drop their future events)"
     if not result.found:
-        typer.echo(f"nothing to forget: no published event of user {result.pseudonym}")
+        note = denied if result.denied else ""
+        typer.echo(f"nothing to forget: no published event of user {result.pseudonym}{note}")
         return
     where = f"pushed to DVC remote {remote}" if result.pushed else "not pushed (--no-push)"
     batches = ", ".join(result.batches_changed)
@@ -57,6 +61,8 @@ def forget(
         f"forgot user {result.pseudonym}: {result.events_removed} event(s) removed from "
         f"{len(result.batches_changed)} batch(es) ({batches}); data.dvc updated, {where}"
     )
+    if result.denied:
+        typer.echo(f"user {result.pseudonym}{denied}")
     typer.echo(
         "older DVC versions still hold these events in the cache and on the remote (objects "
         + ", ".join(result.stale_objects)

@@ -93,3 +93,27 @@ def test_push_pull_round_trip_and_corrupted_object(tmp_path: Path, s3_server: S3
     _forget_local_copies(repo)
     dvc_pull(repo, "s3")
     assert hashlib.md5(corrupt.read_bytes()).hexdigest() != events_md5
+
+
+def test_verify_finds_an_object_lost_on_s3_that_dvc_status_does_not(
+    tmp_path: Path, s3_server: S3Endpoint
+) -> None:
+    from pipelines.verify import verify_data
+
+    repo, bucket = _s3_repo(tmp_path, s3_server)
+    events = make_events(date(2026, 1, 1), n=200)
+    events["user_id"] = pseudonymize(events["user_id"], "k")
+    batch = write_batch(tmp_path / "landing", date(2026, 1, 1), events=events, catalog=make_catalog())
+    publish_batch(batch, data_dir=repo / "data", repo_root=repo, remote="s3")
+    assert verify_data(repo / "data", repo, remote="s3").ok
+
+    # An object lost later (lifecycle rule, a hand-made delete); the .dir listing is still there.
+    events_md5 = hashlib.md5((repo / "data" / batch.name / "events.parquet").read_bytes()).hexdigest()
+    s3_server.client().delete_object(
+        Bucket=bucket, Key=f"{PREFIX}/files/md5/{events_md5[:2]}/{events_md5[2:]}"
+    )
+    assert dvc_status_cloud(repo, "s3") == {}  # DVC trusts the .dir object and sees nothing wrong
+    report = verify_data(repo / "data", repo, remote="s3")
+    assert [p.line() for p in report.problems] == [
+        f"BAD remote: {events_md5}: not on remote ({batch.name}/events.parquet)"
+    ]

@@ -129,6 +129,26 @@ def test_missing_folder(tmp_path: Path) -> None:
         read_batch(tmp_path / "2026-01-01")
 
 
+def test_a_file_is_not_a_batch_folder(tmp_path: Path) -> None:
+    batch = write_batch(tmp_path, date(2026, 1, 1))
+    with pytest.raises(BadBatchFile, match=r"events\.parquet is a file; a batch folder .* is expected"):
+        read_batch(batch / "events.parquet")
+
+
+def test_written_parquet_has_page_checksums_and_reads_verify_them(tmp_path: Path) -> None:
+    files = batch_files(make_events(), make_catalog())
+    target = tmp_path / "2026-01-01"
+    assert write_batch_files(target, files)
+    events = target / "events.parquet"
+    column = pq.ParquetFile(events).metadata.row_group(0).column(0)
+    offset = (column.dictionary_page_offset or column.data_page_offset) + column.total_compressed_size - 1
+    data = bytearray(events.read_bytes())
+    data[offset] ^= 0xFF  # one flipped bit pattern inside a data page
+    events.write_bytes(bytes(data))
+    with pytest.raises(BadBatchFile, match=r"events\.parquet: not a readable Parquet file .*CRC checksum"):
+        read_batch(target)
+
+
 def test_clean_csv_batch_reads_every_row(tmp_path: Path) -> None:
     batch = tmp_path / date(2026, 1, 1).isoformat()
     batch.mkdir()

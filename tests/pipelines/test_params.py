@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.errors import RecopsError
-from pipelines.params import Params, ParamsError, load_params
+from pipelines.params import ParamsError, load_params
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -58,8 +58,18 @@ def test_family_params_returns_the_section_as_a_dict() -> None:
         params.train.family_params("no_such_family")  # type: ignore[arg-type]
 
 
-def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
-    assert load_params(write(tmp_path, "")) == Params()
+@pytest.mark.parametrize("text", ["", "\n# all commented out\n", "{}\n"])
+def test_an_empty_file_is_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ParamsError, match="is empty: it must hold the pipeline parameters"):
+        load_params(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("windows", [[-1], [7, 0], [1, -30]])
+def test_recent_windows_must_be_positive(tmp_path: Path, windows: list[int]) -> None:
+    with pytest.raises(ParamsError, match=r"features\.recent_windows_days\.\d: Input should be greater"):
+        load_params(write(tmp_path, yaml.safe_dump({"features": {"recent_windows_days": windows}})))
+    fine = load_params(write(tmp_path, "features: {recent_windows_days: [1, 7]}"))
+    assert fine.features.recent_windows_days == [1, 7]
 
 
 def test_params_are_frozen() -> None:

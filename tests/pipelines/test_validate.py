@@ -649,6 +649,14 @@ def test_cli_bad_files_are_clear_errors(
     assert not (tmp_path / "quarantine").exists()
 
 
+def test_cli_a_file_is_not_taken_for_a_missing_folder(tmp_path: Path) -> None:
+    batch = write_batch(tmp_path / "landing", DAY)
+    result = recops(tmp_path, "validate", str(batch / "events.parquet"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "events.parquet is a file; a batch folder" in result.stderr
+    assert "not found" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_cli_bad_now_is_a_clear_error(tmp_path: Path) -> None:
     result = recops(tmp_path, "validate", str(write_batch(tmp_path / "landing", DAY)), "--now", "tomorrow")
     assert result.returncode == 2 and "error: --now 'tomorrow'" in result.stderr

@@ -20,6 +20,7 @@ from typing import Protocol
 import pandas as pd
 
 from core.errors import RecopsError
+from core.privacy import drop_forgotten
 from pipelines.datasets.loaders.amazon_beauty import load_amazon_beauty
 from pipelines.datasets.loaders.common import (
     DataFileError,
@@ -119,6 +120,7 @@ def load_to_landing(
     batch_id: str | None = None,
     progress: bool = False,
     notes: LoadNotes | None = None,
+    forgotten: frozenset[str] = frozenset(),
 ) -> LoadReport:
     """Run ``load`` and write its tables as landing batches under ``out_dir``.
 
@@ -131,8 +133,15 @@ def load_to_landing(
         batch_id: name of the single batch.
         progress: show a progress bar while writing.
         notes: the notes ``load`` fills in (bind the same object into ``load``), shown in the summary.
+        forgotten: pseudonyms of forgotten users (:func:`core.privacy.read_forgotten`): their events are
+            left out, so a shopper erased with ``recops data forget`` does not come back with a reload.
     """
     events, catalog = load()
+    events, dropped = drop_forgotten(events, forgotten)
+    if dropped:
+        events = events.reset_index(drop=True)
+        if notes is not None:
+            notes.forgotten_dropped += dropped
     if limit is not None:
         events, catalog = limit_days(events, catalog, limit)
     batches = write_batches(

@@ -59,6 +59,7 @@ class LoadNotes:
             ``sub-second``).
         repeats_merged: rows folded into another row's quantity.
         repeats_kept: rows kept although they repeat another row's (user, item, type, timestamp).
+        forgotten_dropped: rows of forgotten users (the deny-list of ``recops data forget``) left out.
     """
 
     anonymous_rows: int = 0
@@ -67,6 +68,7 @@ class LoadNotes:
     resolution: str = ""
     repeats_merged: int = 0
     repeats_kept: int = 0
+    forgotten_dropped: int = 0
 
     def lines(self) -> list[str]:
         """Sentences for a person (empty when nothing needed saying)."""
@@ -88,6 +90,8 @@ class LoadNotes:
                 f"repeats: {self.repeats_kept:,} row(s) repeat (user, item, type, time) at "
                 f"{self.resolution} resolution and were kept (the gate's duplicate check judges them)"
             )
+        if self.forgotten_dropped:
+            out.append(f"forgotten users: {self.forgotten_dropped:,} row(s) of deny-listed users left out")
         return out
 
 
