@@ -112,22 +112,40 @@ def test_mlflow_run_visible_through_rest_api_and_artifact_in_s3(
     assert stored["Body"].read() == b"artifact body\n"
 
 
-def test_stack_script_starts_a_working_mlflow_server_and_stops_it(tmp_path: Path) -> None:
-    import os
+def _free_ports(n: int) -> list[int]:
     import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_stack_script_starts_airflow_and_mlflow_and_stops_every_process(
+    tmp_path: Path, make_pg_database: Callable[[], str]
+) -> None:
+    """`make stack-up` / `stack-down` in miniature: every component healthy on 127.0.0.1 with its own process
+    group, auth on with a password printed once, and nothing left running after `down`. (The full flow with
+    REST-triggered DAG runs is tests/dags/test_stack.py, marked slow.)"""
+    import os
     import subprocess
-    import sys
 
     repo = Path(__file__).resolve().parents[2]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    af_port, mlflow_port = _free_ports(2)
     runtime = tmp_path / "runtime"
     env = {
         **os.environ,
-        "RECOPS_MLFLOW_PORT": str(port),
+        "RECOPS_PROJECT_DIR": str(repo),
         "RECOPS_RUNTIME_DIR": str(runtime),
-        "MLFLOW": str(Path(sys.executable).parent / "mlflow"),
+        "RECOPS_AIRFLOW_PORT": str(af_port),
+        "RECOPS_MLFLOW_PORT": str(mlflow_port),
+        "RECOPS_AIRFLOW_DB_URL": make_pg_database(),
+        "RECOPS_MLFLOW_BACKEND_URI": make_pg_database(),
+        "RECOPS_AIRFLOW_PARALLELISM": "2",
     }
 
     def stack(action: str) -> subprocess.CompletedProcess[str]:
@@ -136,32 +154,39 @@ def test_stack_script_starts_a_working_mlflow_server_and_stops_it(tmp_path: Path
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
             check=False,
         )
 
     assert stack("status").returncode == 3
+    pids: dict[str, int] = {}
     try:
         up = stack("up")
         assert up.returncode == 0, up.stdout + up.stderr
-        pid = int((runtime / "mlflow-server.pid").read_text())
-        assert os.getpgid(pid) == pid, "the server leads its own process group"
-        assert stack("status").returncode == 0
-        assert "already running" in stack("up").stdout
+        assert "Airflow admin password (shown once" in up.stdout
+        assert "Airflow admin password" not in stack("up").stdout  # printed only the first time
+        for pid_file in (runtime / "stack" / "pids").glob("*.pid"):
+            pids[pid_file.stem] = int(pid_file.read_text())
+        assert set(pids) == {"mlflow", "api-server", "scheduler", "dag-processor", "triggerer"}, pids
+        for name, pid in pids.items():
+            assert os.getpgid(pid) == pid, f"{name} leads its own process group"
+        status = stack("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert oct((runtime / "airflow" / "passwords.json").stat().st_mode & 0o777) == "0o600"
 
         from mlflow import MlflowClient
 
-        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{mlflow_port}")
         run = client.create_run(client.create_experiment("stack-probe"))
         note = tmp_path / "note.txt"
         note.write_text("via stack\n")
         client.log_artifact(run.info.run_id, str(note))
         stored = list((runtime / "mlartifacts").rglob("note.txt"))
         assert [p.read_text() for p in stored] == ["via stack\n"]
-        assert (runtime / "mlflow-server.db").is_file()
     finally:
         down = stack("down")
     assert down.returncode == 0, down.stderr
     assert stack("status").returncode == 3
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
