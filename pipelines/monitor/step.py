@@ -188,7 +188,7 @@ def _write_report(
     """Write ``report.html``, the plots and ``drift.json`` into ``folder`` (each file atomically)."""
     from pipelines.monitor.report import drift_figures, png_bytes, render_html
 
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
     images = {name: png_bytes(fig) for name, fig in drift_figures(assessment).items()} if assessment else {}
     for name, data in images.items():
         atomic_write_bytes(folder / "plots" / f"{name}.png", data)
