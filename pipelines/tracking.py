@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
-from registry.client import is_embedded, mlflow_client
+from registry.client import ensure_experiment, mlflow_client
 from registry.tags import TAG_FAMILY, TAG_KIND, TAG_PIPELINE_KEY, TAG_SUPERSEDED
 
 if TYPE_CHECKING:
@@ -32,13 +32,7 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     import mlflow
 
     client = mlflow_client(settings)
-    if client.get_experiment_by_name(settings.mlflow_experiment) is None:
-        location = settings.mlflow_artifact_location if is_embedded(settings) else None
-        try:
-            client.create_experiment(settings.mlflow_experiment, artifact_location=location)
-        except Exception:  # another process created it between our check and create
-            if client.get_experiment_by_name(settings.mlflow_experiment) is None:
-                raise
+    ensure_experiment(client, settings, settings.mlflow_experiment)
     mlflow.set_experiment(settings.mlflow_experiment)
     return client
 

@@ -179,3 +179,23 @@ def _describe_one(exc: BaseException) -> str | None:
     if kind.startswith(("requests.", "urllib3.")) and "Error" in type(exc).__name__:
         return f"cannot reach the MLflow server: {text[:200]}"
     return None
+
+
+def ensure_experiment(client: MlflowClient, settings: Settings, name: str, artifact_subdir: str = "") -> str:
+    """Id of the experiment ``name``, created on first use (safe when another process creates it too).
+
+    On an embedded store its artifacts go to ``<mlflow_artifact_location>[/<artifact_subdir>]``; a tracking
+    server decides the location itself.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    base = settings.mlflow_artifact_location.rstrip("/")
+    location = (f"{base}/{artifact_subdir}" if artifact_subdir else base) if is_embedded(settings) else None
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception:  # created concurrently between the lookup and the create
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)

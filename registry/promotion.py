@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.settings import Settings
 from registry.aliases import CHAMPION, PREVIOUS, alias_lock, alias_version, move_alias
 from registry.audit import AuditLog
-from registry.client import is_embedded
+from registry.client import ensure_experiment
 from registry.gate import PromotionDecision
 
 if TYPE_CHECKING:
@@ -90,20 +90,7 @@ def apply_decision(
 
 def promotions_experiment(client: MlflowClient, settings: Settings) -> str:
     """Id of the ``<experiment>-promotions`` experiment (created on first use)."""
-    name = settings.mlflow_experiment + PROMOTIONS_SUFFIX
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    location = (
-        f"{settings.mlflow_artifact_location.rstrip('/')}/promotions" if is_embedded(settings) else None
-    )
-    try:
-        return str(client.create_experiment(name, artifact_location=location))
-    except Exception:  # created concurrently by another promotion
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return str(experiment.experiment_id)
+    return ensure_experiment(client, settings, settings.mlflow_experiment + PROMOTIONS_SUFFIX, "promotions")
 
 
 def start_promotion_run(

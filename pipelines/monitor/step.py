@@ -207,22 +207,9 @@ def _write_report(
 
 def monitoring_experiment(client: MlflowClient, settings: Settings) -> str:
     """Id of the ``<experiment>-monitoring`` experiment (created on first use)."""
-    from registry.client import is_embedded
+    from registry.client import ensure_experiment
 
-    name = settings.mlflow_experiment + MONITORING_SUFFIX
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    location = (
-        f"{settings.mlflow_artifact_location.rstrip('/')}/monitoring" if is_embedded(settings) else None
-    )
-    try:
-        return str(client.create_experiment(name, artifact_location=location))
-    except Exception:  # created concurrently
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return str(experiment.experiment_id)
+    return ensure_experiment(client, settings, settings.mlflow_experiment + MONITORING_SUFFIX, "monitoring")
 
 
 def _track(
