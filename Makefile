@@ -40,7 +40,7 @@ format: setup ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: setup ## Generate data and run the whole workflow end to end on embedded defaults
+demo: setup ## Run the whole workflow end to end through the Airflow DAGs (dag.test) on embedded defaults
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash infra/scripts/demo.sh
 
 repro: setup ## dvc repro with the venv on PATH (the stages call `recops`)

@@ -6,7 +6,8 @@ module (the generator, the validation gate, publish, DVC, register, promote) is 
 changed signature is adapted here and nowhere else.
 
 Ingest (``recops_ingest``): :func:`fetch_batch` -> :func:`validate_landed` -> :func:`publish_landed` ->
-:func:`announcement` (the extra of the Asset event, or None when nothing changed).
+:func:`announcement` (the extra of the Asset event, or None when nothing changed). :func:`ingest_history`
+runs the same steps over a range of days in one go (a workspace's history, without one DAG run per day).
 
 Monitor (``recops_monitor``): :func:`monitor` -> :func:`retrain_request` (the extra of the
 retrain-request Asset event, or None).
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from core.errors import RecopsError
@@ -240,6 +243,58 @@ def publish_landed(
             "remote": result.remote or "",
         },
     ).to_dict()
+
+
+def ingest_history(
+    *,
+    first_day: str,
+    last_day: str,
+    dag_run_id: str = "",
+    source: str = "generator",
+    landing: str = "",
+    actor: str = DEFAULT_ACTOR,
+) -> dict[str, Any]:
+    """The ingest steps for a run of days in one go: fetch each day's batch, gate and publish them all.
+
+    What ``recops_ingest`` does one logical date at a time (:func:`fetch_batch`, :func:`validate_landed`,
+    :func:`publish_landed`), for bringing up a workspace with its history (the demo, a new environment)
+    without one DAG run per day: the batches are fetched from the same source, each is gated against the
+    history published before it (so the volume check sees the earlier days), and all of them are recorded
+    with one ``dvc add`` and one verified push. "Now" for the gate is the end of ``last_day``. Idempotent:
+    days already published with the same content are ``unchanged``.
+
+    Args:
+        first_day: first logical date (ISO 8601; its UTC day).
+        last_day: last logical date, included.
+        dag_run_id: the run this belongs to (logged only).
+        source: ``generator`` or ``landing``, as for :func:`fetch_batch`.
+        landing: the landing folder of the ``landing`` source.
+        actor: who asked.
+    Returns:
+        :func:`pipelines.publish_step.run_publish`'s result: ``metrics`` ``batches``, ``batches_changed``
+        and ``events``; ``info["batches"]`` the status of each day; ``info["data_md5"]`` the new
+        ``data.dvc`` md5.
+    Raises:
+        BatchNotAvailable: a day of the range has no batch in the source.
+        pipelines.publish.ValidationRefused: a batch failed the gate (quarantined; it and the later days
+            are not published, the earlier ones are recorded and pushed).
+    """
+    from pipelines.lineage import data_md5
+    from pipelines.publish_step import run_publish
+
+    first, last = batch_day(first_day), batch_day(last_day)
+    if last < first:
+        raise RecopsError(f"the history ends ({last.isoformat()}) before it starts ({first.isoformat()})")
+    ctx = step_context(dag_run_id=dag_run_id, logical_date=end_of_day(last).isoformat(), actor=actor)
+    folders: list[Path] = []
+    for offset in range((last - first).days + 1):
+        day = (first + timedelta(days=offset)).isoformat()
+        fetched = fetch_batch(logical_date=day, dag_run_id=dag_run_id, source=source, landing=landing)
+        folders.append(resolve(fetched["outputs"]["batch"], ctx.settings))
+    log.info("publishing %d batches %s .. %s in one go", len(folders), first, last)
+    result = run_publish(ctx, folders).to_dict()
+    result["info"]["data_md5"] = data_md5(ctx.settings.project_dir)
+    return result
 
 
 def announcement(publish_result: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -468,6 +523,7 @@ __all__ = [
     "announcement",
     "evaluate",
     "fetch_batch",
+    "ingest_history",
     "monitor",
     "plan_training",
     "promote",

@@ -1,6 +1,7 @@
 """The DAGs end to end with ``dag.test()`` on small generated data, in a throw-away project copy.
 
-Nineteen days are published up front (the data layer a running system would have); then: ingest day 20
+Nineteen days are published up front (the data layer a running system would have, through
+``tasks.ingest_history``); then: ingest day 20
 through the DAG (published, Asset event) -> the same DAG run again (idempotent: ``unchanged``, no event)
 -> train (mapped families, one MLflow parent run per DAG run, a champion) -> the same train DAG run again
 (same ``dvc.lock``, no second model version) -> a new train DAG run on the same data (its own parent run,
@@ -60,22 +61,16 @@ RETRAIN = "recops_retrain_request"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Iterator[E2EProject]:
-    """The project copy, this process pointed at it, days 1..19 published (generated, not yet gated)."""
+    """The project copy, this process pointed at it, days 1..19 published in one go through the ingest
+    steps (``tasks.ingest_history``: generated, gated, one ``dvc add`` and push), as ``make demo`` does."""
     made = make_dag_project(tmp_path_factory.mktemp("dags") / "project", PROJECT_PARAMS)
     with project_environment(made):
-        from core.settings import get_settings
         from pipelines.orchestration import tasks
-        from pipelines.publish import publish_batches
 
-        first = tasks.fetch_batch(logical_date="2026-01-01")  # generates the 21 days into the cache
-        cache = (made.root / first["outputs"]["batch"]).parent
-        settings = get_settings()
-        publish_batches(
-            sorted(cache.iterdir())[:PRE_PUBLISHED],
-            data_dir=settings.data_dir,
-            repo_root=settings.project_dir,
-            remote="local",
-        )
+        history = tasks.ingest_history(first_day="2026-01-01", last_day=f"2026-01-{PRE_PUBLISHED:02d}")
+        assert [b["status"] for b in history["info"]["batches"]] == ["published"] * PRE_PUBLISHED
+        assert history["info"]["pushed"] is True and history["info"]["data_md5"] == data_md5(made)
+        assert sorted(p.name for p in (made.root / "data").iterdir())[-1] == f"2026-01-{PRE_PUBLISHED:02d}"
         yield made
 
 

@@ -131,6 +131,21 @@ def test_a_rejected_batch_names_its_quarantine_and_data_docs(
     assert not (recops_settings.data_dir / "2026-01-05").exists()
 
 
+def test_history_needs_every_day_of_its_range_before_publishing_anything(
+    recops_settings: Settings, tmp_path: Path
+) -> None:
+    landing = tmp_path / "drop"
+    for day in (1, 2, 4):
+        write_batch(landing, date(2026, 1, day))
+    with pytest.raises(BatchNotAvailable, match="no batch for 2026-01-03"):
+        tasks.ingest_history(
+            first_day="2026-01-01", last_day="2026-01-04", source="landing", landing=str(landing)
+        )
+    assert not recops_settings.data_dir.exists() or not any(recops_settings.data_dir.iterdir())
+    with pytest.raises(RecopsError, match=r"ends \(2026-01-01\) before it starts"):
+        tasks.ingest_history(first_day="2026-01-04", last_day="2026-01-01")
+
+
 # ------------------------------------------------------------------------------------------ train
 
 
