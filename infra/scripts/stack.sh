@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack without Docker: a real Airflow 3 (api-server, scheduler, dag-processor, triggerer;
-# LocalExecutor, or CeleryExecutor with a separate `airflow celery worker`) on the local PostgreSQL, and an
-# MLflow tracking server with a PostgreSQL backend and artifacts in local files, all bound to 127.0.0.1.
+# LocalExecutor) on the local PostgreSQL, and an MLflow tracking server with a PostgreSQL backend and
+# artifacts in local files, all bound to 127.0.0.1.
 #
 #   infra/scripts/stack.sh up       create the databases if missing, migrate, start everything, wait for health
 #   infra/scripts/stack.sh status   each process and the health endpoints; exit 0 healthy, 3 not running, 1 not healthy
@@ -23,12 +23,6 @@
 #   RECOPS_AIRFLOW_PORT       default 8080        RECOPS_MLFLOW_PORT   default 5000
 #   RECOPS_INGEST_START / RECOPS_INGEST_END       the ingest DAG's window (YYYY-MM-DD; see dags/recops_common.py)
 #   RECOPS_AIRFLOW_PARALLELISM default 4
-#   RECOPS_AIRFLOW_EXECUTOR   LocalExecutor (default) or CeleryExecutor: the scale-out path. With Celery the stack
-#                             also starts one `airflow celery worker` process (its own process group) that runs
-#                             every task; the task instances it ran carry its name as hostname.
-#   RECOPS_CELERY_BROKER_URL  default redis://127.0.0.1:6379/0 (the local Redis; amqp://guest@127.0.0.1:5672// works too)
-#   RECOPS_CELERY_QUEUE       default recops: the queue the tasks go to and the worker listens on
-#   RECOPS_CELERY_WORKER_NAME default celery-worker-1      RECOPS_CELERY_CONCURRENCY default 2
 # The databases named in the two URLs are created when missing (the server must accept the URL's user).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -53,14 +47,6 @@ BIN="${REPO}/.venv/bin"
 [[ -x "${BIN}/airflow" ]] || BIN="$(dirname "$(command -v airflow || echo /nonexistent/airflow)")"
 START_TIMEOUT_S=180
 AIRFLOW_COMPONENTS=(api-server scheduler dag-processor triggerer)
-EXECUTOR="${RECOPS_AIRFLOW_EXECUTOR:-LocalExecutor}"
-case "${EXECUTOR}" in
-    LocalExecutor) ;;
-    CeleryExecutor) AIRFLOW_COMPONENTS+=(celery-worker) ;;
-    *) echo "error: RECOPS_AIRFLOW_EXECUTOR must be LocalExecutor or CeleryExecutor, not ${EXECUTOR}" >&2; exit 2 ;;
-esac
-CELERY_QUEUE="${RECOPS_CELERY_QUEUE:-recops}"
-CELERY_WORKER_NAME="${RECOPS_CELERY_WORKER_NAME:-celery-worker-1}"
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -71,7 +57,7 @@ export PATH="${BIN}:\${PATH}"
 export AIRFLOW_HOME="${AF_HOME}"
 export AIRFLOW__CORE__DAGS_FOLDER="${REPO}/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__EXECUTOR=${EXECUTOR}
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM="${RECOPS_AIRFLOW_PARALLELISM:-4}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AF_DB}"
@@ -92,12 +78,6 @@ export MLFLOW_HTTP_REQUEST_TIMEOUT=60
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
 export OPENBLAS_NUM_THREADS=1
 EOF
-    if [[ "${EXECUTOR}" == CeleryExecutor ]]; then
-        # The result backend defaults to the metadata database (db+<sql_alchemy_conn>).
-        echo "export AIRFLOW__CELERY__BROKER_URL=\"${RECOPS_CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}\""
-        echo "export AIRFLOW__OPERATORS__DEFAULT_QUEUE=${CELERY_QUEUE}"
-        echo "export AIRFLOW__CELERY__WORKER_CONCURRENCY=${RECOPS_CELERY_CONCURRENCY:-2}"
-    fi
     [[ -n "${RECOPS_INGEST_START:-}" ]] && echo "export RECOPS_INGEST_START=${RECOPS_INGEST_START}"
     [[ -n "${RECOPS_INGEST_END:-}" ]] && echo "export RECOPS_INGEST_END=${RECOPS_INGEST_END}"
     return 0
@@ -113,8 +93,6 @@ pid_of() {
     if [[ "${pid}" =~ ^[0-9]+$ ]] && args="$(ps -o args= -p "${pid}" 2>/dev/null)"; then
         case "${name}" in
             mlflow) [[ "${args}" == *mlflow* ]] && echo "${pid}" && return 0 ;;
-            # celery renames its main process: "[celeryd: <name>@<host>:MainProcess] ... (celery worker ...)"
-            celery-worker) [[ "${args}" == *celery* ]] && echo "${pid}" && return 0 ;;
             *) [[ "${args}" == *airflow* ]] && echo "${pid}" && return 0 ;;
         esac
     fi
@@ -233,22 +211,14 @@ cmd_up() {
         "DVC tasks of recops: one workspace, one dvc.lock (docs/operations.md)" >>"${LOGS}/airflow-migrate.log" 2>&1
 
     start api-server "${BIN}/airflow" api-server --host "${HOST}" --port "${AF_PORT}" --workers 1
-    # --skip-serve-logs: the log server binds every interface; task logs are files in the shared log folder
-    start scheduler "${BIN}/airflow" scheduler --skip-serve-logs
-    for component in dag-processor triggerer; do
+    for component in scheduler dag-processor triggerer; do
         start "${component}" "${BIN}/airflow" "${component}"
     done
-    if [[ "${EXECUTOR}" == CeleryExecutor ]]; then
-        RECOPS_WORKER_NAME="${CELERY_WORKER_NAME}" \
-            AIRFLOW__CORE__HOSTNAME_CALLABLE=pipelines.orchestration.workers.worker_name \
-            start celery-worker "${BIN}/airflow" celery worker --queues "${CELERY_QUEUE}" \
-            --celery-hostname "${CELERY_WORKER_NAME}@%h" --skip-serve-logs
-    fi
     wait_for mlflow "${MLFLOW_URL}/health" || { cmd_down >/dev/null; exit 1; }
     wait_for api-server "${AF_URL}/api/v2/monitor/health" || { cmd_down >/dev/null; exit 1; }
     cat <<EOF
 stack running:
-  Airflow   ${AF_URL}  (user admin; password in ${AF_HOME}/passwords.json; ${EXECUTOR})
+  Airflow   ${AF_URL}  (user admin; password in ${AF_HOME}/passwords.json)
   MLflow    ${MLFLOW_URL}
   logs      ${LOGS}/
   CLI       source ${STATE}/env.sh; airflow dags list
@@ -257,7 +227,7 @@ EOF
 
 cmd_down() {
     local component
-    for component in celery-worker triggerer dag-processor scheduler api-server mlflow; do
+    for component in triggerer dag-processor scheduler api-server mlflow; do
         stop "${component}"
     done
     # Task processes the LocalExecutor started belong to the scheduler's group; anything still recorded:

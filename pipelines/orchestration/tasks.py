@@ -292,7 +292,7 @@ def ingest_history(
         fetched = fetch_batch(logical_date=day, dag_run_id=dag_run_id, source=source, landing=landing)
         folders.append(resolve(fetched["outputs"]["batch"], ctx.settings))
     log.info("publishing %d batches %s .. %s in one go", len(folders), first, last)
-    result = run_publish(ctx, folders).to_dict()
+    result = run_publish(ctx, folders, remote=ctx.settings.dvc_remote).to_dict()
     result["info"]["data_md5"] = data_md5(ctx.settings.project_dir)
     return result
 

@@ -5,18 +5,12 @@ leaves no process behind.
 
 Runs in a project copy with 18 days already published (what a running system has), fresh PostgreSQL
 databases and free ports, so it never touches the repository's own runtime/ or a stack already running.
-
-The scale-out path: the same stack on CeleryExecutor (``RECOPS_AIRFLOW_EXECUTOR=CeleryExecutor``) with the
-local Redis as broker, a queue of its own and a separate ``airflow celery worker`` process that names itself
-(``RECOPS_WORKER_NAME`` through ``[core] hostname_callable``): every task of the Asset-triggered training run
-must have run on that worker.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import stat
 import subprocess
@@ -140,59 +134,3 @@ def test_stack_runs_the_workflow_through_the_rest_api_and_stops_cleanly(stack_en
     assert down.returncode == 0, down.stderr
     assert processes_with(f"RECOPS_PROJECT_DIR={stack_env['RECOPS_PROJECT_DIR']}") == []
     assert run(["bash", str(STACK), "status"], stack_env, timeout=60).returncode == 3
-
-
-CELERY_BROKER = os.environ.get("RECOPS_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
-CELERY_WORKER = "recops-celery-test"
-
-
-@pytest.fixture
-def celery_env(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The stack's environment on CeleryExecutor: the local Redis as broker, a queue used by nobody else."""
-    import redis
-
-    from tests.conftest import require_service
-
-    broker = redis.Redis.from_url(CELERY_BROKER, socket_connect_timeout=3)
-    try:
-        broker.ping()
-        reachable, detail = True, ""
-    except redis.RedisError as exc:
-        reachable, detail = False, f"{CELERY_BROKER}: {exc}"
-    require_service("Redis", reachable, detail)
-    queue = f"recops-test-{secrets.token_hex(4)}"
-    yield {
-        **stack_env,
-        "RECOPS_AIRFLOW_EXECUTOR": "CeleryExecutor",
-        "RECOPS_CELERY_BROKER_URL": CELERY_BROKER,
-        "RECOPS_CELERY_QUEUE": queue,
-        "RECOPS_CELERY_WORKER_NAME": CELERY_WORKER,
-    }
-    subprocess.run(["bash", str(STACK), "down"], env=stack_env, capture_output=True, timeout=120, check=False)
-    broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-
-
-def test_celery_worker_runs_the_tasks(celery_env: dict[str, str]) -> None:
-    up = run(["bash", str(STACK), "up"], celery_env, timeout=400)
-    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    assert "CeleryExecutor" in up.stdout
-    status = run(["bash", str(STACK), "status"], celery_env, timeout=60)
-    assert status.returncode == 0 and "celery-worker: running" in status.stdout, status.stdout
-
-    check = run(
-        [str(VENV_BIN / "python"), str(CHECK), "--dates", *DATES, "--timeout", "1500"], celery_env, 1600
-    )
-    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
-    summary = json.loads(check.stdout)
-    assert list(summary["ingest"].values()) == ["success"] * 3, summary["ingest"]
-    assert summary["train_state"] == "success" and summary["champion_version"] is not None
-    ran_on = {
-        t["task_id"] + (f"[{t['rendered_map_index']}]" if t["map_index"] >= 0 else ""): t["hostname"]
-        for t in summary["train_tasks"]
-    }
-    print(json.dumps(ran_on, indent=2))
-    assert len(ran_on) == 10 and set(ran_on.values()) == {CELERY_WORKER}, ran_on
-
-    down = run(["bash", str(STACK), "down"], celery_env, timeout=120)
-    assert down.returncode == 0 and "stopped celery-worker" in down.stdout, down.stdout + down.stderr
-    assert processes_with(f"RECOPS_PROJECT_DIR={celery_env['RECOPS_PROJECT_DIR']}") == []
