@@ -69,6 +69,23 @@ class Settings(BaseSettings):
     redis_prefix: str = "recops:"
 
     pseudonymization_key: SecretStr = SecretStr(DEV_PSEUDONYMIZATION_KEY)
+
+    # The scoring service (``service/``, ``recops serve``): RECOPS_SERVE_*.
+    serve_champion_alias: str = Field("champion", min_length=1, max_length=256)
+    serve_challenger_alias: str = Field("challenger", min_length=1, max_length=256)
+    serve_poll_interval_s: float = Field(5.0, gt=0, le=3600)  # how often the watcher peeks at the aliases
+    serve_challenger_share: float = Field(0.0, ge=0, le=1)  # A/B share of shoppers on the challenger; 0 = off
+    serve_mmr_lambda: float = Field(0.8, ge=0, le=1)  # 1 = pure relevance, lower = more category diversity
+    serve_exclude_seen: bool = True  # never recommend what the shopper already viewed (bought: always)
+    serve_max_events: int = Field(500, ge=1, le=10_000)  # events per POST /events
+    serve_history_length: int = Field(50, ge=1, le=1_000)  # recent items kept per shopper (scoring)
+    serve_seen_length: int = Field(500, ge=1, le=10_000)  # seen / bought items kept per shopper
+    serve_history_ttl_s: int = Field(30 * 86_400, ge=60)  # online state of an inactive shopper expires
+    serve_rate_limit_per_s: float = Field(200.0, ge=0)  # token bucket per client; 0 = no limit
+    serve_rate_limit_burst: int = Field(400, ge=1)
+    serve_max_body_bytes: int = Field(64 * 1024, ge=1_024, le=16 * 1024 * 1024)
+    serve_feedback_queue: int = Field(10_000, ge=10)  # pending feedback rows before new ones are dropped
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -1,0 +1,165 @@
+"""Turn one shopper's state into a ranked, diversified list: score, filter, pick candidates, MMR, explain.
+
+Pure numpy over a :class:`service.serving.Serving`; nothing here does I/O. Steps for one request:
+
+1. scores of every item from the model family's ``score`` (cold shoppers: the precomputed trending list);
+2. restricted to the requested category, if any;
+3. bought, seen (optional), excluded and out-of-stock items set to ``-inf``;
+4. the best ``max(4k, 50)`` candidates by score (ties: item index ascending), then
+5. MMR re-ranking by category: each next item maximises ``lambda * relevance - (1 - lambda) * share of
+   already chosen items in its category`` (relevance min-max scaled over the candidates);
+6. a short explanation per item: "because you viewed X" (the latest history item of the same category, else
+   the latest one) or "popular in <category>".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.serving import FloatArray, IntArray, Serving
+
+MIN_CANDIDATES = 50
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """What one ranking needs, already in item indices of the serving version."""
+
+    history: IntArray  # chronological, oldest first (stored history + this session's items)
+    exclude: IntArray  # never recommend (bought, seen, asked to exclude)
+    k: int
+    category: str | None = None
+    stock_overrides: Mapping[str, bool] | None = None  # item id -> in stock, from events
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One recommended item: its index, score and explanation."""
+
+    index: int
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The ranked list and whether the cold-start (trending) list was used."""
+
+    items: tuple[Ranked, ...]
+    cold: bool
+
+
+def _candidate_pool(
+    serving: Serving, req: RankRequest, scores: FloatArray
+) -> tuple[IntArray | None, FloatArray]:
+    """Item indices (None: every item, in order) and their scores, blocked items set to ``-inf``,
+    restricted to the requested category if any. ``scores`` is modified in place."""
+    pool: IntArray | None = None
+    values = scores
+    if req.category is not None:
+        pool = serving.category_items.get(req.category)
+        if pool is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        values = scores[pool]
+    for blocked in _blocked(serving, req):
+        if not len(blocked):
+            continue
+        if pool is None:
+            values[blocked] = -np.inf
+        else:
+            values[np.isin(pool, blocked)] = -np.inf
+    return pool, values
+
+
+def _blocked(serving: Serving, req: RankRequest) -> tuple[IntArray, IntArray]:
+    """Indices that must not be recommended: out of stock (with the overrides events carried), excluded."""
+    overrides = req.stock_overrides or {}
+    if not overrides:
+        return serving.out_of_stock, req.exclude
+    in_stock = serving.in_stock.copy()
+    for item, available in overrides.items():
+        index = serving.item_index.get(item)
+        if index is not None:
+            in_stock[index] = available
+    return np.flatnonzero(~in_stock), req.exclude
+
+
+def _top_candidates(indices: IntArray | None, values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """The ``n`` best finite entries, best first (ties: lower item index first)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64), values[:0]
+    n = min(n, len(values))
+    part = np.argpartition(-values, n - 1)[:n] if n < len(values) else np.arange(len(values))
+    cand_idx = part.astype(np.int64) if indices is None else indices[part]
+    cand_val = values[part]
+    order = np.lexsort((cand_idx, -cand_val))
+    cand_idx, cand_val = cand_idx[order], cand_val[order]
+    finite = np.isfinite(cand_val)
+    return cand_idx[finite], cand_val[finite]
+
+
+def mmr(categories: list[str], relevance: FloatArray, k: int, lam: float) -> list[int]:
+    """Positions (into the candidate lists) of the ``k`` items chosen by maximal marginal relevance."""
+    n = len(relevance)
+    if n == 0:
+        return []
+    if lam >= 1.0 or n <= 1:
+        return list(range(min(k, n)))
+    spread = float(relevance.max() - relevance.min())
+    rel = (relevance - relevance.min()) / spread if spread > 0 else np.ones(n, dtype=np.float32)
+    codes: dict[str, int] = {}
+    cat = np.fromiter((codes.setdefault(c, len(codes)) for c in categories), dtype=np.int64, count=n)
+    chosen_per_cat = np.zeros(len(codes), dtype=np.float64)
+    available = np.ones(n, dtype=bool)
+    picked: list[int] = []
+    for step in range(min(k, n)):
+        redundancy = chosen_per_cat[cat] / step if step else np.zeros(n)
+        gain = lam * rel - (1.0 - lam) * redundancy
+        gain[~available] = -np.inf
+        best = int(np.argmax(gain))  # first maximum: the better-ranked candidate wins ties
+        picked.append(best)
+        available[best] = False
+        chosen_per_cat[cat[best]] += 1
+    return picked
+
+
+def _explain(serving: Serving, history: IntArray, index: int, cold: bool) -> str:
+    category = serving.categories[index]
+    if cold or len(history) == 0:
+        return f"popular in {category}" if category else "popular right now"
+    for past in history[::-1][:50]:
+        if serving.categories[int(past)] == category:
+            return f"because you viewed {serving.item_ids[int(past)]}"
+    return f"because you viewed {serving.item_ids[int(history[-1])]}"
+
+
+def rank(serving: Serving, req: RankRequest, mmr_lambda: float) -> Ranking:
+    """Rank for one shopper (see the module docstring). Shoppers whose personal list comes out short (all
+    candidates excluded) are topped up from the trending list."""
+    cold = len(req.history) == 0
+    scores = serving.score(req.history)
+    chosen = _choose(serving, req, scores, mmr_lambda)
+    items = [Ranked(int(i), float(s), _explain(serving, req.history, int(i), cold)) for i, s in chosen]
+    if len(items) < req.k and not cold:
+        taken = np.asarray([r.index for r in items], dtype=np.int64)
+        more = RankRequest(
+            history=req.history,
+            exclude=np.union1d(req.exclude, taken).astype(np.int64),
+            k=req.k - len(items),
+            category=req.category,
+            stock_overrides=req.stock_overrides,
+        )
+        for i, s in _choose(serving, more, serving.cold_scores.copy(), mmr_lambda):
+            items.append(Ranked(int(i), float(s), _explain(serving, req.history, int(i), True)))
+    return Ranking(items=tuple(items), cold=cold)
+
+
+def _choose(serving: Serving, req: RankRequest, scores: FloatArray, lam: float) -> list[tuple[int, float]]:
+    indices, values = _candidate_pool(serving, req, scores)
+    cand_idx, cand_val = _top_candidates(indices, values, max(4 * req.k, MIN_CANDIDATES))
+    cats = [serving.categories[int(i)] for i in cand_idx]
+    picks = mmr(cats, cand_val, req.k, lam)
+    return [(int(cand_idx[p]), float(cand_val[p])) for p in picks]

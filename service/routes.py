@@ -1,0 +1,257 @@
+"""The HTTP routes: recommendations, events, feedback, forget, probes and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
+
+from core.feedback import forget_feedback
+from service.identity import CHALLENGER, CHAMPION, pseudonym, variant_for
+from service.online_store import OnlineEvent, UserState
+from service.ranking import RankRequest, rank
+from service.schemas import (
+    EventsRequest,
+    EventsResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    ForgetResponse,
+    Health,
+    RecommendationRequest,
+    RecommendationResponse,
+    RecommendedItem,
+)
+from service.serving import Serving
+from service.state import ServiceState, service_state
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+NOT_READY: dict[int | str, dict[str, Any]] = {503: {"description": "no model loaded yet (retry shortly)"}}
+LIMITS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "request body over the size limit"},
+    429: {"description": "rate limit exceeded; see Retry-After"},
+}
+
+
+def _unavailable(detail: str) -> HTTPException:
+    return HTTPException(status_code=503, detail=detail, headers={"Retry-After": "1"})
+
+
+def _choose_model(st: ServiceState, user: str) -> tuple[Serving, str]:
+    variant = variant_for(user, st.settings.serve_challenger_share)
+    serving = st.holder.get(variant) if variant == CHALLENGER else None
+    if serving is None:
+        variant, serving = CHAMPION, st.holder.get(CHAMPION)
+    if serving is None:
+        raise _unavailable("no model loaded yet")
+    return serving, variant
+
+
+def _online_state(st: ServiceState, user: str) -> tuple[UserState, dict[str, bool]]:
+    try:
+        return st.store.state(user)
+    except Exception as exc:  # the online store is down: answer from the model alone
+        st.metrics.fallbacks.labels(reason="online_store").inc()
+        log.warning("online store unavailable: %s", type(exc).__name__)
+        return UserState(), {}
+
+
+@router.post("/recommendations", response_model=RecommendationResponse, responses={**NOT_READY, **LIMITS})
+def recommendations(body: RecommendationRequest, request: Request) -> RecommendationResponse:
+    """Top-k items for a shopper, from their online history plus this session's items."""
+    st = service_state(request)
+    user = pseudonym(body.user_id, st.settings)
+    serving, variant = _choose_model(st, user)
+    request.state.model_version = serving.version
+    request.state.variant = variant
+    started = time.perf_counter()
+    stored, stock = _online_state(st, user)
+    ctx = body.context
+    history_ids = [*stored.recent, *ctx.session_items]
+    history = serving.encode(history_ids)
+    unknown = len(history_ids) - len(history)
+    blocked = set(stored.bought) | set(ctx.exclude)
+    if st.settings.serve_exclude_seen:
+        blocked |= stored.seen | set(ctx.session_items)
+    exclude = np.unique(serving.encode(sorted(blocked)))
+    req = RankRequest(
+        history=history, exclude=exclude, k=body.k, category=ctx.category, stock_overrides=stock
+    )
+    try:
+        ranking = rank(serving, req, st.settings.serve_mmr_lambda)
+    except Exception as exc:  # a model failure must not fail the request: trending items instead
+        st.metrics.fallbacks.labels(reason="model_error").inc()
+        log.error("%s v%d failed to score; trending items served: %r", serving.name, serving.version, exc)
+        empty = np.zeros(0, dtype=np.int64)
+        ranking = rank(serving, RankRequest(empty, exclude, body.k, ctx.category, stock), 1.0)
+    if ranking.cold:
+        st.metrics.fallbacks.labels(reason="cold_start").inc()
+    if unknown:
+        st.metrics.unknown_items.inc(unknown)
+    st.metrics.scoring.labels(variant=variant).observe(time.perf_counter() - started)
+    st.metrics.recommendations.labels(variant=variant).inc()
+    rec_id = f"{uuid.uuid4().hex}.{variant[0] if variant == CHALLENGER else 'h'}{serving.version}"
+    items = [
+        RecommendedItem(
+            item_id=serving.item_ids[r.index],
+            score=r.score,
+            category=serving.categories[r.index],
+            brand=serving.brands[r.index],
+            price=serving.prices[r.index],
+            in_stock=bool(stock.get(serving.item_ids[r.index], bool(serving.in_stock[r.index]))),
+            explanation=r.reason,
+        )
+        for r in ranking.items
+    ]
+    if st.writer is not None:
+        row = {
+            "recommendation_id": rec_id,
+            "user_id": user,
+            "model_name": serving.name,
+            "model_version": serving.version,
+            "variant": variant,
+            "items": [i.item_id for i in items],
+            "created_at": datetime.now(UTC),
+        }
+        st.writer.submit("recommendation", [row])
+    return RecommendationResponse(
+        recommendation_id=rec_id,
+        model_name=serving.name,
+        model_version=serving.version,
+        variant=CHALLENGER if variant == CHALLENGER else CHAMPION,
+        cold_start=ranking.cold,
+        items=items,
+    )
+
+
+def _known(st: ServiceState, item_id: str) -> bool:
+    slots = st.holder.snapshot()
+    if not slots:
+        return True  # no catalogue yet: keep the event, the model will filter what it does not know
+    return any(item_id in serving.item_index for serving in slots.values())
+
+
+@router.post("/events", response_model=EventsResponse, responses={**LIMITS})
+def events(body: EventsRequest, request: Request) -> EventsResponse | JSONResponse:
+    """Real-time events into the online store; the shopper's next recommendation reflects them."""
+    st = service_state(request)
+    limit = st.settings.serve_max_events
+    if len(body.events) > limit:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"loc": ["body", "events"], "msg": f"at most {limit} events per request",
+                                 "type": "too_long"}]},
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    accepted: list[OnlineEvent] = []
+    unknown = 0
+    for event in body.events:
+        if not _known(st, event.item_id):
+            unknown += 1
+            continue
+        accepted.append(
+            OnlineEvent(
+                user=pseudonym(event.user_id, st.settings),
+                item_id=event.item_id,
+                event_type=event.event_type,
+                ts=(event.ts or now).astimezone(UTC),
+                in_stock=event.in_stock,
+            )
+        )
+    try:
+        st.store.add_events(accepted)
+    except Exception as exc:
+        log.error("online store write failed: %s", type(exc).__name__)
+        raise _unavailable("online store unavailable") from exc
+    st.metrics.events.inc(len(accepted))
+    if unknown:
+        st.metrics.unknown_items.inc(unknown)
+    return EventsResponse(accepted=len(accepted), unknown_items=unknown)
+
+
+@router.post("/feedback", response_model=FeedbackResponse, status_code=202, responses={**NOT_READY, **LIMITS})
+def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse | JSONResponse:
+    """Impressions, clicks, add-to-cart and purchases against a recommendation id (stored durably)."""
+    st = service_state(request)
+    limit = st.settings.serve_max_events
+    if len(body.feedback) > limit:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"loc": ["body", "feedback"], "msg": f"at most {limit} rows per request",
+                                 "type": "too_long"}]},
+        )  # fmt: skip
+    if st.writer is None:
+        raise _unavailable("feedback store unavailable")
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for fb in body.feedback:
+        suffix = fb.recommendation_id.rsplit(".", 1)[1]
+        rows.append(
+            {
+                "recommendation_id": fb.recommendation_id,
+                "user_id": pseudonym(fb.user_id, st.settings),
+                "item_id": fb.item_id,
+                "kind": fb.kind,
+                "model_version": int(suffix[1:]),
+                "variant": CHALLENGER if suffix[0] == "c" else CHAMPION,
+                "ts": (fb.ts or now).astimezone(UTC),
+            }
+        )
+    accepted = st.writer.submit("feedback", list(rows))
+    for row in rows[:accepted]:
+        st.metrics.feedback.labels(kind=row["kind"]).inc()
+    return FeedbackResponse(accepted=accepted, dropped=len(rows) - accepted)
+
+
+@router.delete("/users/{user_id}", response_model=ForgetResponse, responses={**NOT_READY, **LIMITS})
+def forget_user(request: Request, user_id: str = Path(min_length=1, max_length=200)) -> ForgetResponse:
+    """Forget a shopper: online state and every stored feedback row and served list."""
+    st = service_state(request)
+    user = pseudonym(user_id, st.settings)
+    try:
+        deleted_online = st.store.forget(user)
+    except Exception as exc:
+        raise _unavailable("online store unavailable; nothing was forgotten yet, retry") from exc
+    if st.engine is None or st.writer is None:
+        raise _unavailable("feedback store unavailable; online state forgotten, retry for feedback")
+    st.writer.flush()
+    try:
+        rows = forget_feedback(st.engine, user)
+    except Exception as exc:
+        raise _unavailable("feedback store unavailable; online state forgotten, retry for feedback") from exc
+    return ForgetResponse(online_state_deleted=deleted_online, feedback_rows_deleted=rows)
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok", checked_at=datetime.now(UTC))
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+def readyz(request: Request) -> Health | JSONResponse:
+    """Readiness: a champion is loaded and warmed and the online store answers."""
+    st = service_state(request)
+    models = {role: s.version for role, s in st.holder.snapshot().items()}
+    if CHAMPION not in models:
+        body = Health(status="loading", models=models, checked_at=datetime.now(UTC))
+        return JSONResponse(status_code=503, content=body.model_dump(mode="json"))
+    if not st.store.ping():
+        body = Health(status="online store unavailable", models=models, checked_at=datetime.now(UTC))
+        return JSONResponse(status_code=503, content=body.model_dump(mode="json"))
+    return Health(status="ready", models=models, checked_at=datetime.now(UTC))
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(service_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

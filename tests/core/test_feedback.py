@@ -1,0 +1,102 @@
+"""Served lists and feedback in the metadata database: SQLite (default) and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from core.feedback import (
+    FeedbackError,
+    create_feedback_tables,
+    feedback_engine,
+    forget_feedback,
+    read_feedback,
+    read_recommendations,
+    record_feedback,
+    record_recommendation,
+)
+from core.privacy import pseudonymize_id
+from core.settings import Settings
+
+ALICE = pseudonymize_id("alice", "k")
+BOB = pseudonymize_id("bob", "k")
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _row(user: str, kind: str, minutes: int, rec: str = "r1", item: str = "i1") -> dict[str, Any]:
+    return {
+        "recommendation_id": rec,
+        "user_id": user,
+        "item_id": item,
+        "kind": kind,
+        "model_version": 3,
+        "variant": "champion",
+        "ts": T0 + timedelta(minutes=minutes),
+    }
+
+
+def _exercise(engine: Engine) -> None:
+    create_feedback_tables(engine)
+    create_feedback_tables(engine)  # idempotent
+    record_recommendation(
+        engine,
+        recommendation_id="r1",
+        user_id=ALICE,
+        model_name="m",
+        model_version=3,
+        variant="champion",
+        items=["i1", "i2"],
+        created_at=T0,
+    )
+    record_recommendation(  # a retried write of the same id is not an error and changes nothing
+        engine, recommendation_id="r1", user_id=ALICE, model_name="m", model_version=3,
+        variant="champion", items=["i9"], created_at=T0,
+    )  # fmt: skip
+    assert record_feedback(engine, [_row(ALICE, "impression", 0), _row(ALICE, "click", 2)]) == 2
+    assert record_feedback(engine, [_row(BOB, "purchase", 5, rec="r2")]) == 1
+    rows = read_feedback(engine)
+    assert [r["kind"] for r in rows] == ["impression", "click", "purchase"]
+    assert rows[0]["ts"] == T0 and rows[0]["ts"].tzinfo is not None
+    window = read_feedback(engine, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=5))
+    assert [r["kind"] for r in window] == ["click"]
+    recs = read_recommendations(engine)
+    assert len(recs) == 1 and recs[0]["items"] == ["i1", "i2"] and recs[0]["created_at"] == T0
+
+    with pytest.raises(FeedbackError, match="kind 'like'"):
+        record_feedback(engine, [_row(ALICE, "click", 9), _row(ALICE, "like", 9)])
+    with pytest.raises(FeedbackError, match="pseudonym"):
+        record_feedback(engine, [_row("alice", "click", 9)])
+    naive = _row(ALICE, "click", 9)
+    naive["ts"] = datetime(2026, 3, 1, 12, 0)
+    with pytest.raises(FeedbackError, match="timezone-aware"):
+        record_feedback(engine, [naive])
+    assert len(read_feedback(engine)) == 3  # a refused batch writes nothing
+
+    assert forget_feedback(engine, ALICE) == 3  # two feedback rows + one served list
+    assert [r["user_id"] for r in read_feedback(engine)] == [BOB]
+    assert read_recommendations(engine) == []
+    assert forget_feedback(engine, ALICE) == 0
+
+
+def test_feedback_round_trip_on_sqlite(recops_settings: Settings) -> None:
+    engine = feedback_engine(recops_settings)
+    assert feedback_engine(recops_settings) is engine  # one engine per URL
+    _exercise(engine)
+    assert Path(recops_settings.runtime_dir / "recops.db").is_file()
+
+
+@pytest.mark.integration
+def test_feedback_round_trip_on_postgresql(
+    recops_settings: Settings, make_pg_database: Callable[[], str]
+) -> None:
+    settings = recops_settings.model_copy(update={"metadata_db_url": make_pg_database()})
+    engine = feedback_engine(settings)
+    try:
+        _exercise(engine)
+    finally:
+        engine.dispose()
