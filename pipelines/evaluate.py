@@ -5,8 +5,13 @@ Protocols (see :mod:`pipelines.features.split`):
 * ``temporal`` (gated on): users with an event in the target period. History = their events before it
   (chronological item indices); relevant = the distinct items of their target-period events. Users without
   history are *cold*: models answer them through their cold-start fallback.
-* ``loo`` (leave-last-out, for comparison with papers): users with at least three events. History =
-  everything before the held-out event; relevant = that event's item.
+* ``loo`` (leave-last-out, for comparison with papers): users with at least three interactions (runs of
+  consecutive events on one item, :func:`pipelines.features.split.interaction_runs`). History = every
+  event before the held-out interaction; relevant = its one item (a view -> cart -> purchase funnel on that
+  item is one target). No user is cold.
+
+The protocol defaults to the one the feature set was built for (``features.protocol``), so the evaluate
+stage, the train stage's fits and the promotion gate all follow params.yaml.
 
 Targets: ``test`` (the report and the promotion gate: history = train + valid, the models refitted on
 train + valid) and ``valid`` (model selection: history = train only, relevant = validation events, the
@@ -102,18 +107,18 @@ class EvaluationTask:
 
 
 def build_task(
-    fs: FeatureSet, protocol: Protocol = "temporal", exclude_seen: bool = False, target: Target = "test"
+    fs: FeatureSet, protocol: Protocol | None = None, exclude_seen: bool = False, target: Target = "test"
 ) -> EvaluationTask:
-    """The evaluation task of ``fs`` under ``protocol`` for ``target`` (see the module docstring).
+    """The evaluation task of ``fs`` under ``protocol`` (default: the one ``fs`` was built for, i.e.
+    ``features.protocol``) for ``target`` (see the module docstring).
 
     Events after the target split are ignored: a ``valid`` task knows nothing of the test period.
 
     Raises:
-        RecopsError: when no user is left to evaluate.
+        RecopsError: when no user is left to evaluate, or ``fs`` has no split for ``protocol``.
     """
     ev = fs.events
-    if protocol not in SPLIT_COLUMNS:
-        raise RecopsError(f"unknown protocol {protocol!r}: use one of {sorted(SPLIT_COLUMNS)}")
+    protocol = fs.resolve_protocol(protocol)
     if target not in TARGET_CODES:
         raise RecopsError(f"unknown evaluation target {target!r}: use one of {sorted(TARGET_CODES)}")
     labels = ev[SPLIT_COLUMNS[protocol]].to_numpy()
@@ -350,7 +355,7 @@ def evaluate_model(
     model: Recommender,
     fs: FeatureSet,
     params: EvaluateParams,
-    protocol: Protocol = "temporal",
+    protocol: Protocol | None = None,
     item_mask: NDArray[np.bool_] | None = None,
     *,
     name: str | None = None,
@@ -366,7 +371,7 @@ def evaluate_model(
         model: a fitted recommender over ``fs``'s item index.
         fs: the feature set.
         params: the ``evaluate`` section (ks, primary metric, exclude_seen, bootstrap settings).
-        protocol: ``temporal`` (gated on) or ``loo``.
+        protocol: ``temporal`` (gated on) or ``loo``; default: the one ``fs`` was built for.
         item_mask: ``(n_items,)`` booleans; False items are never recommended (e.g. out of stock).
         name: label of the result (default: the model's family).
         seed: bootstrap seed.
@@ -376,6 +381,7 @@ def evaluate_model(
         target: ``test`` or ``valid`` (must match ``task`` when one is given).
     """
     _check_params(params)
+    protocol = fs.resolve_protocol(protocol)
     task = task or build_task(fs, protocol, params.exclude_seen, target)
     if task.exclude_seen != params.exclude_seen or task.protocol != protocol or task.target != target:
         raise RecopsError(
@@ -392,7 +398,7 @@ def evaluate_models(
     models: Mapping[str, Recommender],
     fs: FeatureSet,
     params: EvaluateParams,
-    protocol: Protocol = "temporal",
+    protocol: Protocol | None = None,
     item_mask: NDArray[np.bool_] | None = None,
     *,
     seed: int = 0,

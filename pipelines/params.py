@@ -56,7 +56,16 @@ class ValidateParams(_Section):
     volume_floor_rows: int = Field(50, ge=0)
 
 
+#: How events are split into train / validation / test (see :mod:`pipelines.features.split`).
+SplitProtocol = Literal["temporal", "loo"]
+
+
 class FeatureParams(_Section):
+    """``features:``. ``protocol`` picks the split every later stage (train, evaluate, promote) follows:
+    ``temporal`` (a global cut on whole UTC days, gated on) or ``loo`` (leave-one-out per user, for
+    comparison with published sequential-recommendation numbers)."""
+
+    protocol: SplitProtocol = "temporal"
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
     )
@@ -202,6 +211,10 @@ class MonitorParams(_Section):
     metric: Literal["psi", "jensen_shannon"] = "psi"
     top_items: int = Field(200, ge=1)
     min_events: int = Field(1000, ge=1)
+    # Online metrics from the scoring service's feedback store (pipelines/monitor/online.py):
+    online_window_days: int = Field(7, ge=1)  # feedback of the last N days
+    online_min_impressions: int = Field(500, ge=1)  # fewer for a model version and variant: no verdict on it
+    online_min_click_through: float = Field(0.02, ge=0, le=1)  # the champion below this: retrain (new data)
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {
             "category_mix": 0.1,

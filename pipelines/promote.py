@@ -155,7 +155,7 @@ def promote(
         champion_error=champion_error,
     )
     try:
-        task = build_task(fs, "temporal", evaluate.exclude_seen)
+        task = build_task(fs, fs.protocol, evaluate.exclude_seen)
     except RecopsError:  # no test user at all: nothing to score, the preconditions say why
         checks = precondition_checks(params.promote, context)
         return _record(

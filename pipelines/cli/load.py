@@ -145,7 +145,7 @@ def load_generic_command(
         str,
         typer.Option(
             "--map",
-            help="FIELD=COLUMN pairs: user_id, item_id, ts required; "
+            help="FIELD=COLUMN pairs: user_id, item_id, ts required (ts not with --ts-from-row-order); "
             "event_type, session_id, price, quantity, event_id optional. "
             "Example: user_id=customer,item_id=sku,ts=time",
         ),
@@ -196,6 +196,28 @@ def load_generic_command(
             "keep; auto = sum when times are whole minutes or coarser (e.g. dates only), else keep.",
         ),
     ] = "auto",
+    header: Annotated[
+        str | None,
+        typer.Option(
+            "--header",
+            help="Column names of a text file WITHOUT a header line, comma separated, e.g. user,item.",
+        ),
+    ] = None,
+    sep: Annotated[
+        str | None,
+        typer.Option("--sep", help="Text file delimiter (default: sniffed); 'whitespace' = spaces/tabs."),
+    ] = None,
+    ts_from_row_order: Annotated[
+        bool,
+        typer.Option(
+            "--ts-from-row-order",
+            help="No timestamp column: each user's rows are in time order; a user's k-th row gets "
+            "2000-01-01T00:00Z + k x --row-step-seconds (SASRec/BERT4Rec files; use features.protocol loo).",
+        ),
+    ] = False,
+    row_step_seconds: Annotated[
+        float, typer.Option("--row-step-seconds", help="Seconds between a user's rows (--ts-from-row-order).")
+    ] = 60.0,
     daily: DailyOption = True,
     limit_days: LimitOption = None,
     batch_id: BatchIdOption = None,
@@ -208,10 +230,10 @@ def load_generic_command(
         CATALOG_FIELDS,
         EVENT_FIELDS,
         REQUIRED_CATALOG_FIELDS,
-        REQUIRED_EVENT_FIELDS,
         load_generic,
         parse_event_type_map,
         parse_mapping,
+        required_event_fields,
     )
     from pipelines.params import load_params
 
@@ -219,7 +241,9 @@ def load_generic_command(
         raise RecopsError(f"--anonymous {anonymous!r}: use one of {', '.join(ANONYMOUS_POLICIES)}")
     if repeats not in REPEAT_POLICIES:
         raise RecopsError(f"--repeats {repeats!r}: use one of {', '.join(REPEAT_POLICIES)}")
-    fields = parse_mapping(mapping, allowed=EVENT_FIELDS, required=REQUIRED_EVENT_FIELDS, option="--map")
+    fields = parse_mapping(
+        mapping, allowed=EVENT_FIELDS, required=required_event_fields(ts_from_row_order), option="--map"
+    )
     catalog_fields = (
         parse_mapping(
             catalog_map, allowed=CATALOG_FIELDS, required=REQUIRED_CATALOG_FIELDS, option="--catalog-map"
@@ -245,6 +269,10 @@ def load_generic_command(
             anonymous=cast("AnonymousPolicy", anonymous),  # checked against ANONYMOUS_POLICIES above
             repeats=cast("RepeatPolicy", repeats),  # checked against REPEAT_POLICIES above
             notes=notes,
+            header=header.split(",") if header is not None else None,
+            sep=sep,
+            ts_from_row_order=ts_from_row_order,
+            row_step_seconds=row_step_seconds,
         )
 
     _run("generic", load, out, daily, limit_days, batch_id)

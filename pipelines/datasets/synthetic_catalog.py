@@ -2,7 +2,9 @@
 
 Static structure (drawn once from the seed): 20-40 categories with log-normal prices and a consumable flag,
 100-300 brands, items with Zipf-like base popularity, 1-3 complementary items each (accessories from related
-categories), launch days for items that arrive during the simulated period. Daily dynamics: a slowly drifting
+categories), shopping missions (a chain of categories bought one after the other, e.g. camera -> bag ->
+charger: each item of a chain's first category names the items its mission asks for next), launch days for
+items that arrive during the simulated period. Daily dynamics: a slowly drifting
 popularity trend per item, a launch boost for new items, promotions that lower the price for a few days, and
 out-of-stock spells.
 """
@@ -78,6 +80,28 @@ CATEGORY_TEMPLATES: tuple[CategoryTemplate, ...] = (
     CategoryTemplate("garden_tools", 34.0, related=("power_tools",)),
 )
 
+#: Multi-step shopping missions over categories: buying an item of the first category starts a mission
+#: whose next purchases follow the chain, one step per later session (see ``synthetic_sessions``). Only the
+#: categories present in a catalogue are kept; a category roots at most one mission (the first listed).
+MISSION_TEMPLATES: tuple[tuple[str, ...], ...] = (
+    ("cameras", "bags", "chargers", "computer_accessories"),
+    ("smartphones", "phone_cases", "chargers", "headphones"),
+    ("laptops", "bags", "computer_accessories", "printer_ink"),
+    ("tablets", "phone_cases", "headphones", "chargers"),
+    ("televisions", "gaming_consoles", "video_games", "headphones"),
+    ("gaming_consoles", "video_games", "headphones"),
+    ("furniture", "lighting", "bedding"),
+    ("kitchen_appliances", "cookware", "coffee", "tea"),
+    ("baby_care", "toys", "books"),
+    ("jackets", "jeans", "shoes", "t_shirts"),
+    ("smartwatches", "sports_gear", "vitamins"),
+    ("power_tools", "garden_tools"),
+    ("pet_supplies", "pet_food"),
+    ("skincare", "cosmetics", "bags"),
+)
+#: Most steps a mission asks for after its root purchase.
+MISSION_STEPS = 3
+
 _SYLLABLES = (
     "al", "ber", "co", "da", "el", "fi", "gor", "ha", "in", "jo", "ka", "lu", "mar", "no", "or", "pe",
     "qui", "ra", "sol", "ta", "ul", "ve", "wen", "xa", "yo", "zen", "tri", "nex", "vo", "lin",
@@ -104,6 +128,8 @@ class Catalogue:
     lifetime_days: FloatArray  # interest fades as exp(-age / lifetime)
     complements: IntArray  # (n_items, 3), -1 padded, valid entries first
     n_complements: IntArray
+    mission_items: IntArray  # (n_items, MISSION_STEPS): what a mission rooted here buys next, -1 padded
+    n_mission_steps: IntArray  # 0: the item roots no mission
     category_names: NDArray[np.str_]
     category_median_price: FloatArray
     category_consumable: BoolArray
@@ -195,6 +221,7 @@ def build_catalogue(
     lifetime = rng.lognormal(np.log(60.0), 0.6, n_items)
 
     complements, n_comp = _complements(item_cat, templates, base_pop, rng)
+    mission_items, n_steps = _mission_items(item_cat, templates, base_pop, rng)
     width = max(7, len(str(n_items - 1)))
     item_ids = np.strings.add("i", np.strings.zfill(np.arange(n_items).astype(np.str_), width))
     return Catalogue(
@@ -211,6 +238,8 @@ def build_catalogue(
         lifetime_days=lifetime,
         complements=complements,
         n_complements=n_comp,
+        mission_items=mission_items,
+        n_mission_steps=n_steps,
         category_names=cat_names,
         category_median_price=cat_median,
         category_consumable=np.array([t.consumable for t in templates], dtype=bool),
@@ -331,6 +360,41 @@ def _complements(
     order = np.argsort(~valid, axis=1, kind="stable")
     comps = np.take_along_axis(np.where(valid, comps, -1), order, axis=1)
     return comps.astype(np.int64), valid.sum(axis=1).astype(np.int64)
+
+
+def mission_chains(templates: list[CategoryTemplate]) -> IntArray:
+    """``(n_categories, MISSION_STEPS)``: the categories a mission rooted in each category buys next, in
+    order, -1 padded (all -1: the category roots no mission). Built from :data:`MISSION_TEMPLATES`."""
+    index = {t.name: i for i, t in enumerate(templates)}
+    chains = np.full((len(templates), MISSION_STEPS), -1, dtype=np.int64)
+    for template in MISSION_TEMPLATES:
+        present = [index[name] for name in template if name in index]
+        if len(present) < 2 or template[0] not in index or chains[present[0], 0] >= 0:
+            continue
+        steps = present[1 : 1 + MISSION_STEPS]
+        chains[present[0], : len(steps)] = steps
+    return chains
+
+
+def _mission_items(
+    item_cat: IntArray, templates: list[CategoryTemplate], base_pop: FloatArray, rng: np.random.Generator
+) -> tuple[IntArray, IntArray]:
+    """Per root item, the item each later mission step buys: drawn once per (root item, step) from the step's
+    category (popular ones preferred), so the step item depends on which root item started the mission, not
+    only on the step before it (a model must look back past the last item to predict it)."""
+    chains = mission_chains(templates)
+    wanted = chains[item_cat]  # (n_items, MISSION_STEPS) category of each step, -1 none
+    sampler = SegmentSampler(item_cat, len(templates))
+    sampler.set_weights(base_pop**0.6)
+    flat = wanted.ravel()
+    drawn = np.full(len(flat), -1, dtype=np.int64)
+    has = flat >= 0
+    drawn[has] = sampler.sample(flat[has], rng)
+    items = drawn.reshape(wanted.shape)
+    # a chain stops at its first step without an item
+    complete = np.cumprod(items >= 0, axis=1).astype(bool)
+    items = np.where(complete, items, -1)
+    return items, complete.sum(axis=1).astype(np.int64)
 
 
 class CatalogueDynamics:

@@ -8,11 +8,17 @@ Each session is a run of item views (geometric length). The next item viewed com
 * ``TASTE``: an item of one of the user's favourite style groups,
 * ``BRAND``: an item of one of the user's favourite brands,
 * ``POPULAR``: an item drawn from today's whole-shop popularity (trends, launches, promotions),
-* ``REBUY``: the first view of a session can be a consumable the user bought one cycle ago.
+* ``REBUY``: the first view of a session can be a consumable the user bought one cycle ago,
+* ``MISSION``: the next step of the user's shopping mission, once per session at a random point of it
+  (click a camera, and later sessions bring the bag that goes with *that* camera, then its charger...:
+  ``Catalogue.mission_items``). A mission starts when a shopper clicks (or carts or buys) an item that
+  roots one, and moves on a step when the step's item is clicked or deeper, recorded at the end of the day,
+  so it unfolds over several sessions and days with other browsing in between; it is dropped after
+  ``mission_days`` without progress.
 
 Every view may lead to a click, a click to an add-to-cart and a cart to a purchase (the funnel). Taste,
-complements and re-buys raise conversion; expensive items (for the category and the user's budget) lower
-it; out-of-stock items are never carted or bought.
+complements, re-buys and mission steps raise conversion; expensive items (for the category and the user's
+budget) lower it; out-of-stock items are never carted or bought.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
 VIEW, CLICK, ADD_TO_CART, PURCHASE = 0, 1, 2, 3  # indices into core.schema.EVENT_TYPES
-COMPLEMENT, SIMILAR, TASTE, BRAND, POPULAR, REBUY = range(6)
+COMPLEMENT, SIMILAR, TASTE, BRAND, POPULAR, REBUY, MISSION = range(7)
 
 SECOND_US = 1_000_000
 DAY_US = 86_400 * SECOND_US
@@ -85,6 +91,10 @@ class ShopBehaviour:
     p_complement_carry_over: float = 0.35
     carry_over_days: int = 7
     p_rebuy_due: float = 0.55
+    p_mission_session: float = 0.9  # a session of a user on a mission brings its next step...
+    p_mission_view: float = 0.5  # ...as the next view with this chance at each view, once per session
+    mission_days: int = 21  # a mission without progress for longer is dropped
+    p_leave_after_mission: float = 0.5  # the session ends after buying its mission step
     p_click: float = 0.29
     p_cart: float = 0.09
     p_purchase: float = 0.42
@@ -184,6 +194,7 @@ def simulate_day(
     anchor[~recent] = -1
     p_complement = np.where(anchor >= 0, b.p_complement_carry_over, 0.0)
     rebuy = _rebuy_candidates(catalogue, users, session_user, rank, day, b, rng)
+    mission = _mission_candidates(catalogue, dynamics, users, session_user, day, b, rng)
     clock = np.zeros(n_sessions, dtype=np.int64)
 
     cat_median = catalogue.category_median_price
@@ -203,6 +214,7 @@ def simulate_day(
             anchor,
             p_complement,
             rebuy,
+            mission,
             b,
             rng,
         )
@@ -215,7 +227,7 @@ def simulate_day(
         relative = price / (cat_median[cat] * users.budget[user])
         price_factor = np.clip(relative**-0.7, 0.2, 2.0)
         is_comp = move == COMPLEMENT
-        is_rebuy = move == REBUY
+        is_rebuy = (move == REBUY) | (move == MISSION)  # what the user came for: converts like a re-buy
         p_click = (
             b.p_click * np.where(liked, 1.3, 0.85) * np.where(fan, 1.25, 1.0) * np.where(is_comp, 1.3, 1.0)
         )
@@ -245,6 +257,9 @@ def simulate_day(
         last = np.where(bought, t_buy, np.where(carted, t_cart, np.where(clicked, t_click, t_view)))
         gap = np.clip(rng.lognormal(np.log(35.0), 0.9, len(s)), 1.0, b.max_view_gap_s) * SECOND_US
         clock[s] = last + gap.astype(np.int64)
+        # Goal-directed sessions: having bought the mission step it came for, the shopper often leaves.
+        leave = bought & (move == MISSION) & (rng.random(len(s)) < b.p_leave_after_mission)
+        n_views[s[leave]] = step + 1
 
         # Session memory: clicks and carts become the anchor whose complements come next.
         prev_item[s] = item
@@ -255,7 +270,9 @@ def simulate_day(
         p_complement[s] = p_next
 
     sessions, items, kinds, offsets, qty = log.arrays()
-    start = _session_starts(session_user, rank, sessions, offsets, b, rng)
+    # a user's first session today starts at least the session gap after their last event of an earlier day
+    not_before = users.last_event_us[session_user] - day * DAY_US + int(b.min_session_gap_s * SECOND_US)
+    start = _session_starts(session_user, rank, sessions, offsets, b, rng, not_before)
     ts = start[sessions] + offsets
     keep = ts < DAY_US
     order = np.lexsort((offsets[keep], sessions[keep], ts[keep]))
@@ -267,7 +284,7 @@ def simulate_day(
         session=sessions[keep][order],
         quantity=qty[keep][order],
     )
-    _remember(catalogue, users, events, day)
+    _remember(catalogue, users, events, day, b.mission_days)
     return events
 
 
@@ -290,6 +307,27 @@ def _rebuy_candidates(
     return np.where(chosen, item, -1)
 
 
+def _mission_candidates(
+    catalogue: Catalogue,
+    dynamics: CatalogueDynamics,
+    users: UserPopulation,
+    session_user: IntArray,
+    day: int,
+    b: ShopBehaviour,
+    rng: np.random.Generator,
+) -> IntArray:
+    """The mission step each session brings (-1: none): the user's next step item, if the mission is live and
+    the item in the catalogue today."""
+    root = users.mission_root[session_user]
+    active = (root >= 0) & (day - users.mission_day[session_user] <= b.mission_days)
+    step = np.minimum(users.mission_step[session_user], catalogue.mission_items.shape[1] - 1)
+    item = np.where(active, catalogue.mission_items[np.maximum(root, 0), step], -1)
+    ok = item >= 0
+    ok[ok] = dynamics.available[item[ok]]
+    chosen = ok & (rng.random(len(item)) < b.p_mission_session)
+    return np.where(chosen, item, -1)
+
+
 def _next_items(
     catalogue: Catalogue,
     dynamics: CatalogueDynamics,
@@ -302,6 +340,7 @@ def _next_items(
     anchor: IntArray,
     p_complement: FloatArray,
     rebuy: IntArray,
+    mission: IntArray,
     b: ShopBehaviour,
     rng: np.random.Generator,
 ) -> tuple[IntArray, IntArray]:
@@ -322,6 +361,7 @@ def _next_items(
         POPULAR,
     )
     move = np.where((anchor[s] >= 0) & (u[0] < p_complement[s]), COMPLEMENT, move)
+    move = np.where((mission[s] >= 0) & (rng.random(n) < b.p_mission_view), MISSION, move)
     if step == 0:
         move = np.where(rebuy[s] >= 0, REBUY, move)
     item = np.full(n, -1, dtype=np.int64)
@@ -355,6 +395,10 @@ def _next_items(
     idx = np.flatnonzero(move == REBUY)
     if len(idx):
         item[idx] = rebuy[s[idx]]
+    idx = np.flatnonzero(move == MISSION)
+    if len(idx):
+        item[idx] = mission[s[idx]]
+        mission[s[idx]] = -1  # once per session
     missing = np.flatnonzero(item < 0)
     if len(missing):
         item[missing] = shop_sampler.sample(np.zeros(len(missing), dtype=np.int64), rng)
@@ -369,17 +413,21 @@ def _session_starts(
     offsets: IntArray,
     b: ShopBehaviour,
     rng: np.random.Generator,
+    not_before: IntArray,
 ) -> IntArray:
     """Start time (microseconds after midnight) of every session, following the hour-of-day curve.
 
-    A user's sessions keep their order and are separated by at least ``min_session_gap_s`` of silence, so
-    downstream gap-based sessionisation agrees with ``session_id``.
+    A user's sessions keep their order and are separated by at least ``min_session_gap_s`` of silence, also
+    from the user's last event of an earlier day (``not_before``, per session, for each user's first
+    session), so downstream gap-based sessionisation agrees with ``session_id``.
     """
     n = len(session_user)
     hours = rng.choice(24, n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     start = hours * 3600 * SECOND_US + rng.integers(0, 3600 * SECOND_US, n)
     # Sorted starts per user, assigned in rank order (sessions are grouped by user).
     start = start[np.lexsort((start, session_user))]
+    first = rank == 0
+    start[first] = np.maximum(start[first], not_before[first])
     duration = np.zeros(n, dtype=np.int64)
     np.maximum.at(duration, sessions, offsets)
     gap = int(b.min_session_gap_s * SECOND_US)
@@ -390,9 +438,16 @@ def _session_starts(
     return start.astype(np.int64)
 
 
-def _remember(catalogue: Catalogue, users: UserPopulation, events: DayEvents, day: int) -> None:
-    """Carry the last carted item and the last consumable bought over to the following days."""
+def _remember(
+    catalogue: Catalogue, users: UserPopulation, events: DayEvents, day: int, mission_days: int
+) -> None:
+    """Carry the last carted item, the last consumable bought, the mission and the time of the last event
+    over to the following days."""
     kinds = events.event_type
+    clicked = np.flatnonzero(kinds != VIEW)
+    _advance_missions(catalogue, users, events.user[clicked], events.item[clicked], day, mission_days)
+    who, last_ts = _last_per_user(events.user, events.ts_us)
+    users.last_event_us[who] = day * DAY_US + last_ts
     carted = np.flatnonzero((kinds == ADD_TO_CART) | (kinds == PURCHASE))
     who, item = _last_per_user(events.user[carted], events.item[carted])
     users.anchor_item[who] = item
@@ -402,6 +457,31 @@ def _remember(catalogue: Catalogue, users: UserPopulation, events: DayEvents, da
     who, item = _last_per_user(events.user[bought], events.item[bought])
     users.consumable_item[who] = item
     users.consumable_day[who] = day
+
+
+def _advance_missions(
+    catalogue: Catalogue, users: UserPopulation, user: IntArray, item: IntArray, day: int, mission_days: int
+) -> None:
+    """Missions move on when their next step's item was clicked today (and end after the last step); a user
+    without a mission under way starts one with the last root item they clicked today."""
+    root = users.mission_root[user]
+    on_mission = root >= 0
+    step = users.mission_step[user]
+    expected = np.full(len(user), -1, dtype=np.int64)
+    expected[on_mission] = catalogue.mission_items[root[on_mission], step[on_mission]]
+    movers = np.unique(user[on_mission & (item == expected)])
+    if len(movers):
+        users.mission_step[movers] += 1
+        users.mission_day[movers] = day
+        done = users.mission_step[movers] >= catalogue.n_mission_steps[users.mission_root[movers]]
+        users.mission_root[movers[done]] = -1
+    stale = day - users.mission_day[user] > mission_days
+    free = (users.mission_root[user] < 0) | stale
+    starts = np.flatnonzero(free & (catalogue.n_mission_steps[item] > 0))
+    who, root_item = _last_per_user(user[starts], item[starts])
+    users.mission_root[who] = root_item
+    users.mission_step[who] = 0
+    users.mission_day[who] = day
 
 
 def _last_per_user(user: IntArray, item: IntArray) -> tuple[IntArray, IntArray]:

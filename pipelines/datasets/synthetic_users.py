@@ -3,8 +3,9 @@
 Tastes are sparse: each user keeps a few favourite style groups (hidden sub-categories) with Dirichlet
 weights and a few favourite brands, so memory stays linear in users (no users x categories matrix). Each day a
 small share of users swaps one favourite group or brand (slow drift). Per-user memory between days: the last
-item put in a cart (its complements are favoured in the next sessions) and the last consumable bought
-(re-bought after its cycle).
+item put in a cart (its complements are favoured in the next sessions), the last consumable bought
+(re-bought after its cycle), the shopping mission under way (its root item, the next step, the day of
+the last progress) and the time of the last event (the next day's first session keeps the session gap).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class UserPopulation:
         self.anchor_day = np.full(n_users, NEVER, dtype=np.int64)
         self.consumable_item = np.full(n_users, -1, dtype=np.int64)
         self.consumable_day = np.full(n_users, NEVER, dtype=np.int64)
+        self.mission_root = np.full(n_users, -1, dtype=np.int64)  # root item of the mission, -1 none
+        self.mission_step = np.zeros(n_users, dtype=np.int64)  # next step (column of mission_items)
+        self.mission_day = np.full(n_users, NEVER, dtype=np.int64)  # day it started or last moved on
+        # time of the user's last event, microseconds after the first day's midnight
+        self.last_event_us = np.full(n_users, NEVER * 86_400 * 1_000_000, dtype=np.int64)
         self.pseudonyms: NDArray[np.object_] = np.full(n_users, None, dtype=object)
         self._id_width = max(7, len(str(n_users - 1)))
 

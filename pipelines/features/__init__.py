@@ -8,7 +8,9 @@ do the I/O. Steps, each in its own module:
    (user, item, type) closer than ``dedup_seconds``.
 2. :mod:`~pipelines.features.sessions`: a new session after ``session_gap_minutes`` of silence.
 3. Event weights from ``event_weights``; item index over the sorted catalogue, user index over sorted users.
-4. :mod:`~pipelines.features.split`: global temporal split (gated on) and leave-last-out (for papers).
+4. :mod:`~pipelines.features.split`: the split of ``features.protocol``: a global temporal split (the
+   default, gated on) or leave-one-out over interactions (for papers); the leave-one-out labels are always
+   computed, and every view of the :class:`FeatureSet` defaults to the chosen protocol.
 5. :mod:`~pipelines.features.stats`: per-item content codes and statistics before the test boundary.
 """
 

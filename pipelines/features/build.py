@@ -11,6 +11,9 @@ from pipelines.features.encode import prepare_catalog
 from pipelines.features.featureset import EVENT_FRAME_DTYPES, FeatureSet
 from pipelines.features.sessions import sessionize
 from pipelines.features.split import (
+    NOT_COMPUTED,
+    TEST,
+    US_PER_DAY,
     SplitInfo,
     leave_last_out_labels,
     split_counts,
@@ -48,11 +51,20 @@ def build_features(events: pd.DataFrame, catalog: pd.DataFrame, params: FeatureP
     session = np.empty(len(clean), dtype=np.int64)
     session[by_user] = sessionize(user_sorted, clean.ts_us[by_user], params.session_gap_minutes * 60)
     loo = np.empty(len(clean), dtype=np.int8)
-    loo[by_user] = leave_last_out_labels(user_sorted)
+    loo[by_user] = leave_last_out_labels(user_sorted, clean.item[by_user])
     del by_user, user_sorted
 
-    valid_start, test_start, end = temporal_boundaries(clean.ts_us, params.test_days, params.valid_days)
-    temporal = temporal_labels(clean.ts_us, valid_start, test_start)
+    counts_by_protocol = {"loo": split_counts(clean.user, loo)}
+    if params.protocol == "temporal":
+        valid_start, test_start, end = temporal_boundaries(clean.ts_us, params.test_days, params.valid_days)
+        temporal = temporal_labels(clean.ts_us, valid_start, test_start)
+        counts_by_protocol = {"temporal": split_counts(clean.user, temporal), **counts_by_protocol}
+        pre_test = clean.ts_us < test_start
+    else:  # loo: no time cut; the training cut-offs are the end of the data (see SplitInfo)
+        end = (int(clean.ts_us.max()) // US_PER_DAY + 1) * US_PER_DAY
+        valid_start = test_start = end
+        temporal = np.full(len(clean), NOT_COMPUTED, dtype=np.int8)
+        pre_test = loo != TEST
     weight_of_type = np.array([params.event_weights[t] for t in EVENT_TYPES], dtype=np.float32)
     weight = weight_of_type[clean.event_type]
 
@@ -73,7 +85,7 @@ def build_features(events: pd.DataFrame, catalog: pd.DataFrame, params: FeatureP
     table = content_columns(cat)
     stats = interaction_columns(
         clean.item, clean.user, clean.event_type, weight, clean.ts_us, n_items, test_start,
-        params.recent_windows_days,
+        params.recent_windows_days, keep=pre_test,
     )  # fmt: skip
     table = pd.concat([table, stats], axis=1)
 
@@ -85,7 +97,8 @@ def build_features(events: pd.DataFrame, catalog: pd.DataFrame, params: FeatureP
         end=end // US,
         valid_days=params.valid_days,
         test_days=params.test_days,
-        counts={"temporal": split_counts(clean.user, temporal), "loo": split_counts(clean.user, loo)},
+        counts=counts_by_protocol,
+        protocol=params.protocol,
     )
     summary = {
         **catalog_counts,
@@ -95,8 +108,8 @@ def build_features(events: pd.DataFrame, catalog: pd.DataFrame, params: FeatureP
         "items": n_items,
         "items_with_events": int(np.count_nonzero(np.bincount(clean.item, minlength=n_items))),
         "sessions": int(session.max()) + 1,
-        "temporal": split_info.counts["temporal"],
-        "loo": split_info.counts["loo"],
+        "protocol": params.protocol,
+        **counts_by_protocol,
     }
     return FeatureSet(
         events=frame,

@@ -14,10 +14,10 @@ from numpy.typing import NDArray
 from core.errors import RecopsError
 from models.base import IntArray, Interactions
 from pipelines.features.split import TEST, TRAIN, VALID, SplitInfo
-from pipelines.params import FeatureParams
+from pipelines.params import FeatureParams, SplitProtocol
 
 Split = Literal["train", "train_valid", "valid", "test", "all"]
-Protocol = Literal["temporal", "loo"]
+Protocol = SplitProtocol
 
 #: Column of :attr:`FeatureSet.events` holding each protocol's split label (TRAIN=0, VALID=1, TEST=2).
 SPLIT_COLUMNS: dict[str, str] = {"temporal": "split", "loo": "loo_split"}
@@ -77,11 +77,31 @@ class FeatureSet:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    @property
+    def protocol(self) -> Protocol:
+        """The split protocol the set was built for (``features.protocol``); views default to it."""
+        return self.params.protocol
+
+    def resolve_protocol(self, protocol: Protocol | None = None) -> Protocol:
+        """``protocol`` (default: :attr:`protocol`), checked to be one this set has split labels for.
+
+        Raises:
+            RecopsError: for an unknown protocol, or ``temporal`` on a set built with ``protocol: loo``.
+        """
+        chosen = self.protocol if protocol is None else protocol
+        if chosen not in SPLIT_COLUMNS:
+            raise RecopsError(f"unknown protocol {chosen!r}: use one of {sorted(SPLIT_COLUMNS)}")
+        if chosen not in self.split_info.counts:
+            raise RecopsError(
+                f"this feature set was built with features.protocol={self.protocol}, which does not "
+                f"compute the {chosen} split: set features.protocol: {chosen} and rebuild the features"
+            )
+        return chosen
+
     # ------------------------------------------------------------------------------------------ views
-    def split_mask(self, split: Split, protocol: Protocol = "temporal") -> NDArray[np.bool_]:
-        """Boolean mask over :attr:`events` selecting one split of one protocol."""
-        if protocol not in SPLIT_COLUMNS:
-            raise RecopsError(f"unknown protocol {protocol!r}: use one of {sorted(SPLIT_COLUMNS)}")
+    def split_mask(self, split: Split, protocol: Protocol | None = None) -> NDArray[np.bool_]:
+        """Mask over :attr:`events` selecting one split of one protocol (default: :attr:`protocol`)."""
+        protocol = self.resolve_protocol(protocol)
         if split not in _SPLIT_CODES:
             raise RecopsError(f"unknown split {split!r}: use one of {list(get_args(Split))}")
         labels = self.events[SPLIT_COLUMNS[protocol]].to_numpy()
@@ -89,7 +109,7 @@ class FeatureSet:
             return np.ones(len(labels), dtype=bool)
         return np.isin(labels, _SPLIT_CODES[split])
 
-    def interactions(self, split: Split = "train", protocol: Protocol = "temporal") -> Interactions:
+    def interactions(self, split: Split = "train", protocol: Protocol | None = None) -> Interactions:
         """The events of one split as :class:`models.base.Interactions` (time order, all users and items)."""
         ev = self.events[self.split_mask(split, protocol)]
         return Interactions(
@@ -102,12 +122,12 @@ class FeatureSet:
             n_items=self.n_items,
         )
 
-    def histories(self, split: Split = "train_valid", protocol: Protocol = "temporal") -> list[IntArray]:
+    def histories(self, split: Split = "train_valid", protocol: Protocol | None = None) -> list[IntArray]:
         """Every user's chronological item indices within ``split`` (empty for users without events)."""
         return self.interactions(split, protocol).histories()
 
     def sequence_lists(
-        self, split: Split, protocol: Protocol = "temporal", max_len: int | None = None
+        self, split: Split, protocol: Protocol | None = None, max_len: int | None = None
     ) -> tuple[IntArray, IntArray]:
         """Each user's last ``max_len`` items (default ``params.max_sequence_length``) of ``split``, as CSR.
 
@@ -130,7 +150,7 @@ class FeatureSet:
         return offsets, item[keep]
 
     def sequences(
-        self, split: Split, protocol: Protocol = "temporal", max_len: int | None = None
+        self, split: Split, protocol: Protocol | None = None, max_len: int | None = None
     ) -> IntArray:
         """Each user's last ``max_len`` items of ``split`` as an ``(n_users, max_len)`` matrix, right-aligned,
         -1 padded (no default split: see :meth:`sequence_lists`).
@@ -146,28 +166,28 @@ class FeatureSet:
         out[rows, cols] = items
         return out
 
-    def test_users(self, protocol: Protocol = "temporal") -> IntArray:
+    def test_users(self, protocol: Protocol | None = None) -> IntArray:
         """Sorted indices of users with at least one test event."""
         users = self.events["user_idx"].to_numpy()[self.split_mask("test", protocol)]
         return np.unique(users).astype(np.int64)
 
-    def users_with_history(self, protocol: Protocol = "temporal") -> NDArray[np.bool_]:
+    def users_with_history(self, protocol: Protocol | None = None) -> NDArray[np.bool_]:
         """Per user: whether they have a train or validation event (i.e. history before the test period)."""
         users = self.events["user_idx"].to_numpy()[self.split_mask("train_valid", protocol)]
         return np.bincount(users, minlength=self.n_users) > 0
 
-    def cold_users(self, protocol: Protocol = "temporal") -> IntArray:
+    def cold_users(self, protocol: Protocol | None = None) -> IntArray:
         """Test users without any train or validation event (no history before the test period)."""
         test = self.test_users(protocol)
         return test[~self.users_with_history(protocol)[test]]
 
-    def warm_users(self, protocol: Protocol = "temporal") -> IntArray:
+    def warm_users(self, protocol: Protocol | None = None) -> IntArray:
         """Test users with history before the test period."""
         test = self.test_users(protocol)
         return test[self.users_with_history(protocol)[test]]
 
     def item_popularity(
-        self, split: Split = "train_valid", protocol: Protocol = "temporal", weighted: bool = False
+        self, split: Split = "train_valid", protocol: Protocol | None = None, weighted: bool = False
     ) -> NDArray[np.float64]:
         """Per item: number of events (or sum of their weights) in ``split``."""
         ev = self.events[self.split_mask(split, protocol)]

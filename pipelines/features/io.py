@@ -70,7 +70,7 @@ def write_features(fs: FeatureSet, out_dir: Path) -> list[Path]:
         }
     )
     _write_table(users, paths[2])
-    offsets, items = fs.sequence_lists("all", "temporal")
+    offsets, items = fs.sequence_lists("all")
     sequences = pa.table(
         {
             "user_idx": pa.array(np.arange(fs.n_users, dtype=np.int32)),

@@ -1,7 +1,9 @@
 """Per-item table: catalogue attributes, content codes and interaction statistics.
 
-Statistics use only events before the temporal test boundary, so they can feed a model that is evaluated on
-the test period without leaking it; recency windows are measured back from that boundary.
+Statistics use only events before the test split (before the temporal test boundary; under leave-one-out,
+every event but each user's held-out last interaction), so they can feed a model that is evaluated on the
+test split without leaking it; recency windows are measured back from the boundary (the data's end under
+leave-one-out).
 """
 
 from __future__ import annotations
@@ -42,14 +44,17 @@ def interaction_columns(
     n_items: int,
     boundary_us: int,
     windows_days: Sequence[int],
+    keep: NDArray[np.bool_] | None = None,
 ) -> pd.DataFrame:
-    """Per-item statistics of the events strictly before ``boundary_us``.
+    """Per-item statistics of the events strictly before ``boundary_us`` (and, if given, where ``keep``).
+
+    ``keep`` leaves out the held-out events of a protocol that does not cut by time (leave-one-out).
 
     Columns: ``n_<event type>`` counts, ``n_events``, ``n_users`` (distinct), ``popularity`` (sum of event
     weights), ``popularity_<d>d`` (weights within ``d`` days before the boundary), ``first_seen`` and
     ``last_seen`` (UTC, NaT for items never seen).
     """
-    before = ts_us < boundary_us
+    before = ts_us < boundary_us if keep is None else keep & (ts_us < boundary_us)
     item, user, ts_us = item[before], user[before], ts_us[before]
     event_type, weight = event_type[before], weight[before]
     out: dict[str, object] = {}

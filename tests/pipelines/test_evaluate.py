@@ -284,3 +284,92 @@ def test_batches_do_not_change_results(factory_fs: FeatureSet) -> None:
     a = evaluate_model(model, factory_fs, params, batch_size=3, progress=False)
     b = evaluate_model(model, factory_fs, params, progress=False)
     assert np.array_equal(a.top_k, b.top_k) and a.metrics == b.metrics
+
+
+# ------------------------------------------------------------------------------------------ loo protocol
+def test_features_protocol_loo_drives_evaluation_and_the_promotion_gate() -> None:
+    """With ``features.protocol: loo`` every default (fits, tasks, gate) follows leave-one-out."""
+    from models import create_model
+    from pipelines.gate_scoring import fit_baseline, gate_evaluate_params, score_model
+    from pipelines.params import Params
+    from pipelines.train import training_cutoff
+    from registry.gate import GateContext, gate_checks, precondition_checks
+
+    days = [date(2026, 1, 1) + timedelta(days=d) for d in range(12)]
+    ev = pd.concat([make_events(d, n=200, n_users=60, n_items=120, seed=i) for i, d in enumerate(days)])
+    params = Params(features=FeatureParams(protocol="loo"))
+    fs = build_features(ev, make_catalog(n_items=120), params.features)
+    task = build_task(fs)
+    assert task.protocol == "loo" and (task.relevance.sizes == 1).all() and not task.cold.any()
+    assert task.n_users == fs.split_info.counts["loo"]["test_users"] == len(fs.test_users())
+    # the target is the item of each user's last interaction
+    last = fs.events.groupby("user_idx")["item_idx"].last()
+    assert [task.relevance.row(r)[0] for r in range(task.n_users)] == last.loc[task.users.tolist()].tolist()
+
+    evaluate = gate_evaluate_params(params)
+    popular = create_model("popularity", {}).fit(fs.interactions("train_valid"))
+    results = evaluate_models({"popularity": popular}, fs, evaluate, progress=False)
+    metrics = results["popularity"].metrics
+    assert results["popularity"].protocol == "loo" and metrics["n_users_cold"] == 0
+    assert metrics["ndcg_at_10_ci_low"] <= metrics["ndcg_at_10"] <= metrics["ndcg_at_10_ci_high"]
+    assert "ndcg_at_10_cold" not in metrics
+
+    baseline = score_model(
+        fit_baseline(fs, params), fs, task, role="baseline", label="baseline", version=None, evaluate=evaluate
+    )
+    challenger = score_model(
+        popular, fs, task, role="challenger", label="popularity", version=1, evaluate=evaluate
+    )
+    assert math.isnan(challenger.cold) and len(challenger.per_user) == task.n_users
+    context = GateContext(
+        n_test_users=task.n_users,
+        test_start=training_cutoff(fs, "train_valid"),  # what promote reads from the same feature set
+        challenger_cutoff=training_cutoff(fs, "train_valid"),
+    )
+    pre = {c.name: c for c in precondition_checks(params.promote, context)}
+    assert pre["training_cutoff"].passed and pre["enough_test_users"].passed
+    checks = {c.name: c for c in gate_checks(challenger, baseline, params.promote, (0.0, -0.1, 0.1))}
+    assert checks["cold_user_guardrail"].passed and "no cold users" in checks["cold_user_guardrail"].detail
+
+
+def test_train_evaluate_register_and_promote_follow_features_protocol_loo(recops_settings: Any) -> None:
+    """The stages end to end on a loo feature set: fits, evaluate's users and the gate's test users."""
+    from pipelines.features import write_features
+    from pipelines.params import Params
+    from pipelines.promote import promote
+    from pipelines.register_step import run_register
+    from pipelines.stages import run_evaluate
+    from pipelines.steps import StepContext
+    from pipelines.train import run_train
+    from tests.registry_helpers import FEATURE_PARAMS, clustered_events
+
+    features = FEATURE_PARAMS.model_copy(update={"protocol": "loo"})
+    fs = build_features(clustered_events(n_items=40), make_catalog(40), features)
+    write_features(fs, recops_settings.artifacts_dir / "features")
+    families = ["popularity", "itemknn"]
+    params = Params.model_validate(
+        {
+            "features": features.model_dump(),
+            "train": {"families": families, "itemknn": {"neighbours": 20}},
+            "evaluate": {"ks": [5, 10], "bootstrap_samples": 200},
+        }
+    )
+    ctx = StepContext(recops_settings, params)
+    for family in families:
+        run_train(ctx, family)
+    result = run_evaluate(ctx)
+    loo = fs.split_info.counts["loo"]
+    assert (
+        result.info["n_test_users"] == loo["test_users"]
+        and result.info["n_valid_users"] == loo["valid_users"]
+    )
+    metrics = json.loads((recops_settings.artifacts_dir / "metrics" / "metrics.json").read_text())
+    for family in families:
+        assert metrics[family]["n_users_cold"] == 0 and "ndcg_at_10_cold" not in metrics[family]
+        assert metrics[family]["ndcg_at_10_ci_low"] <= metrics[family]["ndcg_at_10"]
+    run_register(ctx)
+    decision = promote(settings=recops_settings, params=params, actor="ci")
+    checks = {c["name"]: c for c in decision.to_dict()["checks"]}
+    assert checks["enough_test_users"]["passed"] and checks["training_cutoff"]["passed"], checks
+    assert f"scored {loo['test_users']} test user(s)" in checks["enough_test_users"]["detail"]
+    assert "no cold users" in checks["cold_user_guardrail"]["detail"]

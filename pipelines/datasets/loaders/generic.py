@@ -23,6 +23,17 @@ repeat (user, item, type, ts) at coarse time resolution (dates without times, wh
 into one event with the summed quantity (``repeats="auto"``; ``sum`` and ``keep`` choose one way). Both
 are counted in the :class:`~pipelines.datasets.loaders.finishing.LoadNotes` passed as ``notes``.
 
+Files without timestamps (the SASRec / BERT4Rec data files: ``user item`` per line, whitespace separated,
+no header, each user's rows already in chronological order): ``header=("user", "item")`` names the columns
+of a file without a header line, ``sep=WHITESPACE`` splits on runs of spaces and tabs, and
+``ts_from_row_order=True`` (``--ts-from-row-order``; ``ts`` must not be mapped) synthesises the clock: a
+user's *k*-th row in file order (``k`` = 0, 1, ...) happens at :data:`ROW_ORDER_START` (2000-01-01T00:00Z)
++ ``k`` x ``row_step_seconds`` (default 60 s). Per user, time strictly increases in file order, so the
+leave-one-out split by time is the split by file order; every user starts at the same instant, so such data
+is meant for ``features.protocol: loo`` (a global temporal split says nothing about it). The default step
+is above the features step's ``dedup_seconds`` (two rows on one item stay two events) and below its
+30-minute session gap (a user's rows form one session, one sequence).
+
 Timestamps: ``ts_unit`` ``iso`` (ISO-8601 text, a date alone is midnight, naive = UTC; Parquet datetime
 columns as they are), ``s`` or ``ms`` (unix epoch numbers); the catalogue's ``created_at`` uses the same
 unit. Every value is checked under the schema's column rules (see
@@ -35,10 +46,12 @@ catalogue file are refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pandas as pd
 
 from core.schema import EVENT_TYPES
@@ -58,6 +71,7 @@ from pipelines.datasets.loaders.common import (
     parse_timestamps,
     read_table,
 )
+from pipelines.datasets.loaders.parsing import TS_MAX
 
 EVENT_FIELDS: Final = (
     "user_id",
@@ -73,6 +87,12 @@ REQUIRED_EVENT_FIELDS: Final = ("user_id", "item_id", "ts")
 CATALOG_FIELDS: Final = ("item_id", "category", "brand", "price", "in_stock", "created_at")
 REQUIRED_CATALOG_FIELDS: Final = ("item_id",)
 DEFAULT_EVENT_TYPE: Final = "purchase"
+#: ``sep`` value that splits text rows on runs of spaces and tabs (the SASRec / BERT4Rec file format).
+WHITESPACE: Final = "whitespace"
+#: The synthetic clock of ``ts_from_row_order``: a user's first row happens here...
+ROW_ORDER_START: Final = pd.Timestamp("2000-01-01", tz="UTC")
+#: ...and each later row of the user this many seconds after the previous one.
+ROW_STEP_SECONDS: Final = 60.0
 
 
 def parse_mapping(
@@ -135,6 +155,10 @@ def load_generic(
     anonymous: AnonymousPolicy = "auto",
     repeats: RepeatPolicy = "auto",
     notes: LoadNotes | None = None,
+    header: Sequence[str] | None = None,
+    sep: str | None = None,
+    ts_from_row_order: bool = False,
+    row_step_seconds: float = ROW_STEP_SECONDS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load an event file (and optionally a catalogue file) as schema ``(events, catalog)``.
 
@@ -152,28 +176,43 @@ def load_generic(
         anonymous: rows without a user id: ``auto``, ``session``, ``drop`` or ``refuse`` (module docstring).
         repeats: rows repeating (user, item, type, ts): ``auto``, ``sum`` or ``keep`` (module docstring).
         notes: receives the counts of anonymous and merged rows, when given.
+        header: column names of a text file without a header line (its first line is data).
+        sep: delimiter of a text file (default: sniffed among ``, ; TAB |``); :data:`WHITESPACE` splits on
+            runs of spaces and tabs.
+        ts_from_row_order: the file has no timestamps and each user's rows are in chronological order:
+            synthesise them (module docstring); ``ts`` must then not be mapped.
+        row_step_seconds: seconds between a user's consecutive rows under ``ts_from_row_order``.
 
     Raises:
         DataFileError: bad mapping, missing columns, unreadable files or bad values (message names the
             file and the column).
     """
     path = Path(path)
-    mapping = _check_mapping(mapping, EVENT_FIELDS, REQUIRED_EVENT_FIELDS, "--map")
+    mapping = _check_mapping(mapping, EVENT_FIELDS, required_event_fields(ts_from_row_order), "--map")
+    if ts_from_row_order and "ts" in mapping:
+        raise DataFileError("--ts-from-row-order synthesises the timestamps: do not map ts as well")
+    if not row_step_seconds > 0 or not math.isfinite(row_step_seconds):
+        raise DataFileError(f"--row-step-seconds must be a positive number, got {row_step_seconds}")
     if "event_type" in mapping and event_type is not None:
         raise DataFileError("give either an event_type column in --map or --event-type, not both")
     constant_type = (event_type or DEFAULT_EVENT_TYPE).strip().lower()
     if constant_type not in EVENT_TYPES:
         raise DataFileError(f"--event-type {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
-    raw = _read_mapped(path, mapping, encoding)
+    raw = _read_mapped(path, mapping, encoding, header=header, sep=sep)
 
     def col(field: str) -> pd.Series:
         return raw[mapping[field]]
 
+    user_id = parse_ids(col("user_id"), mapping["user_id"], path, allow_missing=True)
     events = pd.DataFrame(
         {
-            "user_id": parse_ids(col("user_id"), mapping["user_id"], path, allow_missing=True),
+            "user_id": user_id,
             "item_id": parse_ids(col("item_id"), mapping["item_id"], path),
-            "ts": parse_timestamps(col("ts"), mapping["ts"], path, unit=ts_unit),
+            "ts": (
+                row_order_clock(user_id, row_step_seconds, path)
+                if ts_from_row_order
+                else parse_timestamps(col("ts"), mapping["ts"], path, unit=ts_unit)
+            ),
         }
     )
     if "event_type" in mapping:
@@ -210,6 +249,33 @@ def load_generic(
     )
 
 
+def required_event_fields(ts_from_row_order: bool = False) -> tuple[str, ...]:
+    """The event fields ``--map`` must name (no ``ts`` when the clock comes from the row order)."""
+    if ts_from_row_order:
+        return tuple(f for f in REQUIRED_EVENT_FIELDS if f != "ts")
+    return REQUIRED_EVENT_FIELDS
+
+
+def row_order_clock(user_id: pd.Series, step_seconds: float, source: object) -> pd.Series:
+    """Synthetic timestamps for rows in chronological order per user: a user's *k*-th row (file order, from
+    0) at :data:`ROW_ORDER_START` + ``k`` x ``step_seconds``; rows without a user id count as one user.
+
+    Raises:
+        DataFileError: when a user has so many rows that the clock would pass 2100.
+    """
+    position = user_id.groupby(user_id.to_numpy(), sort=False, dropna=False).cumcount().to_numpy(np.int64)
+    step_us = round(step_seconds * 1_000_000)
+    limit_us = (TS_MAX - ROW_ORDER_START).value // 1000
+    longest = int(position.max(initial=0))
+    if longest * step_us >= limit_us:
+        raise DataFileError(
+            f"{source}: a user has {longest + 1:,} rows: at {step_seconds:g} s per row the synthetic clock "
+            "would pass 2100; lower --row-step-seconds"
+        )
+    offsets = pd.to_timedelta(position * step_us, unit="us")
+    return pd.Series(ROW_ORDER_START + offsets, index=user_id.index).astype("datetime64[us, UTC]")
+
+
 def _check_mapping(
     mapping: Mapping[str, str], allowed: tuple[str, ...], required: tuple[str, ...], option: str
 ) -> dict[str, str]:
@@ -222,8 +288,18 @@ def _check_mapping(
     return dict(mapping)
 
 
-def _read_mapped(path: Path, mapping: Mapping[str, str], encoding: str | None) -> pd.DataFrame:
-    raw = read_table(path, encoding=encoding)
+def _read_mapped(
+    path: Path,
+    mapping: Mapping[str, str],
+    encoding: str | None,
+    *,
+    header: Sequence[str] | None = None,
+    sep: str | None = None,
+) -> pd.DataFrame:
+    names = [c.strip() for c in header] if header is not None else None
+    if names is not None and (not names or not all(names) or len(set(names)) != len(names)):
+        raise DataFileError(f"--header: give distinct, non-empty column names, got {list(header or [])}")
+    raw = read_table(path, encoding=encoding, sep=r"\s+" if sep == WHITESPACE else sep, names=names)
     missing = [f"{column!r} (for {field})" for field, column in mapping.items() if column not in raw.columns]
     if missing:
         have = ", ".join(repr(str(c)) for c in list(raw.columns)[:20])
