@@ -121,6 +121,7 @@ def create_app(
             if st.writer is not None:
                 st.writer.close()
             st.store.close()
+            metrics.close()  # several workers: leave the live gauges
 
     app = FastAPI(
         title="recops scorer",

@@ -251,7 +251,7 @@ def readyz(request: Request) -> Health | JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics (of every worker when several run: see service.metrics)."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return Response(generate_latest(service_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
