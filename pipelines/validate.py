@@ -214,7 +214,12 @@ def volume_bounds(data_dir: Path, batch_id: str, params: ValidateParams) -> dict
         return out
     import pyarrow.parquet as pq
 
-    earlier = [p for p in published_batches(data_dir) if p.name < batch_id]
+    from pipelines.feedback import is_feedback_batch  # feedback batches are judged among themselves
+
+    feed = is_feedback_batch(batch_id)
+    earlier = [
+        p for p in published_batches(data_dir) if p.name < batch_id and is_feedback_batch(p.name) == feed
+    ]
     counts = []
     for batch in earlier[-params.volume_history_batches :]:
         try:

@@ -3,7 +3,8 @@
 # (SQLite for the Airflow metadata, MLflow and the audit trail; local files for artifacts and the DVC remote).
 #   history (the ingest steps in one go) -> recops_ingest x the last days -> a broken batch through
 #   recops_ingest (fails at the gate, quarantined) -> recops_train (features, train x families, evaluate,
-#   register, promote) -> recommend
+#   register, promote) -> recommend -> the scoring service (online seed, `recops serve` on 127.0.0.1, a
+#   shopper's events change the next answer, feedback, stop; infra/scripts/demo_service.py)
 # The DAG runs are `dag.test()` runs (infra/scripts/demo_dags.py); `make stack-up` runs the same DAGs under a
 # real scheduler (docs/operations.md, "Airflow: the DAGs").
 set -euo pipefail
@@ -15,13 +16,13 @@ export COLUMNS="${COLUMNS:-140}"  # wide tables in logs too
 step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 started=$SECONDS
 
-step "1/5 settings"
+step "1/6 settings"
 recops info
 
-step "2/5 the workflow through the Airflow DAGs (dag.test, SQLite metadata under runtime/airflow/)"
+step "2/6 the workflow through the Airflow DAGs (dag.test, SQLite metadata under runtime/airflow/)"
 python infra/scripts/demo_dags.py
 
-step "3/5 what recops_train trained (the family is chosen on validation; test is reported once)"
+step "3/6 what recops_train trained (the family is chosen on validation; test is reported once)"
 dvc push --quiet   # models and features too, so a fresh workspace can `dvc pull` them
 python - <<'PY'   # the headline numbers (all of them: `dvc metrics show`)
 import json
@@ -31,10 +32,10 @@ for family, m in metrics.items():
     print(f"{family:<18} {m['valid_ndcg_at_10']:>13.4f} {m['ndcg_at_10']:>12.4f} {m['recall_at_10']:>9.4f} {m['coverage_at_10']:>11.4f}")
 PY
 
-step "4/5 the registry's audit trail (register and promote ran as tasks of recops_train)"
+step "4/6 the registry's audit trail (register and promote ran as tasks of recops_train)"
 recops audit
 
-step "5/5 recommendations for a sample shopper, loaded from the registry exactly as the scorer will"
+step "5/6 recommendations for a sample shopper, loaded from the registry exactly as the scorer will"
 user=$(python - <<'PY'
 from pipelines.datastore import read_published
 from core.settings import get_settings
@@ -43,6 +44,9 @@ print(ev["user_id"].value_counts().index[0])
 PY
 )
 recops recommend --user "$user" --pseudonym --k 10
+
+step "6/6 the scoring service: seed the online store, serve on 127.0.0.1, a shopper's events change the answer"
+python infra/scripts/demo_service.py
 
 quarantined=$(ls -d runtime/quarantine/*/ 2>/dev/null | tail -n 1)
 cat <<MSG
@@ -58,4 +62,6 @@ Demo finished in $((SECONDS - started)) s. Where to look next:
   Task output    runtime/airflow/demo-runs.log  (everything the DAG runs printed)
   DVC            source .venv/bin/activate; dvc metrics show; dvc plots show (opens dvc_plots/index.html)
   Registry       .venv/bin/recops audit          .venv/bin/recops rollback
+  Scoring        .venv/bin/recops serve --host 127.0.0.1 --port 8000 --workers 2   then http://127.0.0.1:8000/docs
+                 (service log of the demo: runtime/serve-demo.log; runbook: docs/operations.md "Scoring service")
 MSG

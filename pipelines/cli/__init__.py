@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from core.errors import RecopsError
-from pipelines.cli import gate, generate, info, load, privacy, publish, registry, stages
+from pipelines.cli import gate, generate, info, load, online, privacy, publish, registry, serve, stages
 
 app = typer.Typer(
     name="recops",
@@ -47,7 +47,7 @@ def _root(
     """recops: orchestrated MLOps workflow for real-time e-commerce recommendations."""
 
 
-for _module in (info, generate, load, privacy, gate, publish, stages, registry):
+for _module in (info, generate, load, privacy, gate, publish, stages, registry, online, serve):
     _module.register(app, data_app)
 
 

@@ -249,7 +249,9 @@ def assess(
 
 # ------------------------------------------------------------------------------------------ verdict
 
-Status = Literal["drift", "stable", "drift_no_new_data", "insufficient_data", "no_champion", "no_data"]
+Status = Literal[
+    "drift", "stable", "drift_no_new_data", "online_degraded", "insufficient_data", "no_champion", "no_data"
+]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from pipelines.monitor.drift import OTHER, DriftAssessment, Verdict
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from pipelines.monitor.online import OnlineMetrics
+
 #: Buckets shown in a distribution plot (the largest by reference share; the rest summed as "rest").
 MAX_BARS = 20
 TITLES = {
@@ -94,10 +96,17 @@ def render_html(
     verdict: Verdict,
     assessment: DriftAssessment | None,
     images: Mapping[str, bytes],
+    online: OnlineMetrics | None = None,
+    online_note: str = "",
 ) -> str:
-    """The report page: verdict and reasons, the signals table, the plots, the run's facts."""
+    """The report page: verdict and reasons, the signals table, the online metrics, the plots, the facts."""
     esc = html.escape
-    colours = {"drift": "#c0392b", "drift_no_new_data": "#d68910", "stable": "#1e8449"}
+    colours = {
+        "drift": "#c0392b",
+        "online_degraded": "#c0392b",
+        "drift_no_new_data": "#d68910",
+        "stable": "#1e8449",
+    }
     colour = colours.get(verdict.status, "#555")
     rows = ""
     if assessment is not None:
@@ -134,7 +143,40 @@ img {{ max-width: 100%; }}
 <h2 class="verdict">{esc(verdict.status)}{" — retraining requested" if verdict.retrain else ""}</h2>
 <ul>{reasons}</ul>
 {table}
+<h2>Online metrics (scoring service feedback)</h2>
+{online_table(online, online_note)}
 <h2>Plots</h2>{plots or "<p>none</p>"}
 <h2>Run</h2><table>{facts}</table>
 </body></html>
 """
+
+
+def online_table(online: OnlineMetrics | None, note: str = "") -> str:
+    """The online metrics per model version and A/B variant as an HTML table (or why there is none)."""
+    esc = html.escape
+    if online is None or not online.groups:
+        return f"<p>{esc(note or (online.note() if online else 'no feedback store'))}</p>"
+
+    def rate(value: float) -> str:
+        return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+    rows = ""
+    for g in online.groups:
+        flagged = g in online.flagged()
+        judged = (
+            "below the threshold" if flagged else ("ok" if g.enough else "too few impressions: not judged")
+        )
+        rows += (
+            f"<tr><td>v{g.model_version}</td><td>{esc(g.variant)}</td><td>{g.served}</td><td>{g.impressions}</td>"
+            f"<td>{g.clicks}</td><td>{g.add_to_cart}</td><td>{g.purchases}</td><td>{rate(g.click_through)}</td>"
+            f"<td>{rate(g.conversion)}</td><td class='{'above' if flagged else 'ok'}'>{esc(judged)}</td></tr>"
+        )
+    window = f"{online.window_start.isoformat()} .. {online.window_end.isoformat()}"
+    return (
+        f"<p>Window {esc(window)}; click-through = clicked / impressed (recommendation, item) pairs, "
+        f"conversion = purchased / impressed; the champion is held to click-through >= "
+        f"{online.min_click_through:g} once it has {online.min_impressions} impressions.</p>"
+        "<table><tr><th>version</th><th>variant</th><th>served</th><th>impressions</th><th>clicks</th>"
+        "<th>add to cart</th><th>purchases</th><th>click-through</th><th>conversion</th><th></th></tr>"
+        f"{rows}</table>"
+    )

@@ -11,8 +11,11 @@
 4. **track**: one run in the ``<experiment>-monitoring`` MLflow experiment (metrics ``drift.<signal>``,
    thresholds as params, the verdict and reasons as tags, the folder as artifacts).
 
-Online metrics per model version and A/B variant (click-through, conversion) join the report when the
-scoring service's feedback store exists; until then the report says it has none.
+Online metrics per model version and A/B variant (click-through, conversion; :mod:`pipelines.monitor.online`)
+join the report, the run and the result when the scoring service's feedback store exists (the last
+``monitor.online_window_days`` before the logical date); a champion below ``online_min_click_through`` over
+at least ``online_min_impressions`` impressions requests retraining when the data changed (the exported
+feedback is new data). Without a feedback store the report says it has none.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from core.fsio import atomic_write_bytes, atomic_write_text
 from core.settings import Settings
 from pipelines.monitor.drift import DriftAssessment, Verdict, assess, unavailable, verdict
+from pipelines.monitor.online import OnlineMetrics, read_online_metrics, with_online
 from pipelines.steps import StepContext, StepResult, project_relative
 
 if TYPE_CHECKING:
@@ -158,10 +162,16 @@ def run_monitor(ctx: StepContext) -> StepResult:
                 top_items=params.top_items,
             )
             outcome = verdict(assessment, data_changed=champion.data_md5 != current_md5)
+    online, online_note = _online(settings, ctx)
+    summary["online_metrics"] = online.status if online is not None else online_note
+    if champion is not None and outcome.status not in ("no_data", "no_champion"):
+        outcome = with_online(outcome, online, data_changed=champion.data_md5 != current_md5)
     summary.update({"status": outcome.status, "retrain": outcome.retrain})
     folder = settings.runtime_dir / "monitor" / _SAFE.sub("_", ctx.now().date().isoformat())
-    report, summary_path = _write_report(folder, summary, outcome, assessment)
-    run_id = _track(client, settings, ctx, params.thresholds, summary, outcome, assessment, folder)
+    report, summary_path = _write_report(folder, summary, outcome, assessment, online, online_note)
+    run_id = _track(client, settings, ctx, params.thresholds, summary, outcome, assessment, online, folder)
+    metrics = assessment.metrics() if assessment is not None else {}
+    metrics.update(online.metrics() if online is not None else {})
     log.info("monitor: %s%s", outcome.status, "".join(f"\n  {r}" for r in outcome.reasons))
     return StepResult(
         step="monitor",
@@ -170,9 +180,10 @@ def run_monitor(ctx: StepContext) -> StepResult:
             "summary": project_relative(summary_path, settings),
         },
         run_ids={"monitor": run_id},
-        metrics=assessment.metrics() if assessment is not None else {},
+        metrics=metrics,
         info={
             "status": outcome.status,
+            "online_status": online.status if online is not None else None,
             "retrain": outcome.retrain,
             "reasons": list(outcome.reasons),
             "champion_version": champion.version if champion is not None else None,
@@ -182,8 +193,35 @@ def run_monitor(ctx: StepContext) -> StepResult:
     )
 
 
+def _online(settings: Settings, ctx: StepContext) -> tuple[OnlineMetrics | None, str]:
+    """The online metrics over the monitor's window, or None and why (no store, database unreachable)."""
+    import sqlalchemy as sa
+
+    params = ctx.params.monitor
+    try:
+        online = read_online_metrics(
+            settings,
+            ctx.now(),
+            window_days=params.online_window_days,
+            min_impressions=params.online_min_impressions,
+            min_click_through=params.online_min_click_through,
+        )
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:  # the drift report still stands
+        detail = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+        log.warning("monitor: online metrics unavailable: %s", detail)
+        return None, f"online metrics unavailable: the metadata database cannot be read ({detail})"
+    if online is None:
+        return None, ONLINE_METRICS_NOTE
+    return online, "" if online.status != "insufficient_feedback" else online.note()
+
+
 def _write_report(
-    folder: Path, summary: dict[str, Any], outcome: Verdict, assessment: DriftAssessment | None
+    folder: Path,
+    summary: dict[str, Any],
+    outcome: Verdict,
+    assessment: DriftAssessment | None,
+    online: OnlineMetrics | None = None,
+    online_note: str = "",
 ) -> tuple[Path, Path]:
     """Write ``report.html``, the plots and ``drift.json`` into ``folder`` (each file atomically)."""
     from pipelines.monitor.report import drift_figures, png_bytes, render_html
@@ -196,12 +234,15 @@ def _write_report(
         "summary": summary,
         "verdict": {"status": outcome.status, "retrain": outcome.retrain, "reasons": list(outcome.reasons)},
         "signals": [s.to_dict() for s in assessment.signals] if assessment else [],
+        "online": [g.to_dict() for g in online.groups] if online is not None else [],
     }
     summary_path = folder / "drift.json"
     summary_text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
     atomic_write_text(summary_path, summary_text)
     report = folder / "report.html"
-    atomic_write_bytes(report, render_html(summary, outcome, assessment, images).encode())
+    atomic_write_bytes(
+        report, render_html(summary, outcome, assessment, images, online, online_note).encode()
+    )
     return report, summary_path
 
 
@@ -220,6 +261,7 @@ def _track(
     summary: dict[str, Any],
     outcome: Verdict,
     assessment: DriftAssessment | None,
+    online: OnlineMetrics | None,
     folder: Path,
 ) -> str:
     """One MLflow run for this check: drift metrics, thresholds, the verdict and the report folder."""
@@ -232,6 +274,7 @@ def _track(
         "recops.monitor.status": outcome.status,
         "recops.monitor.retrain": str(outcome.retrain).lower(),
         "recops.monitor.reasons": "; ".join(outcome.reasons)[:5000],
+        "recops.monitor.online_status": online.status if online is not None else "unavailable",
         "actor": ctx.actor,
     }
     if ctx.pipeline_run_id:
@@ -248,11 +291,19 @@ def _track(
         for k, v in (assessment.metrics() if assessment else {}).items()
         if math.isfinite(v)
     ]
+    if online is not None:
+        metrics += [Metric(k, float(v), now, 0) for k, v in online.metrics().items()]
     for key in ("reference_events", "recent_events"):
         if key in summary:
             metrics.append(Metric(key, float(summary[key]), now, 0))
     params = [Param(f"threshold.{k}", str(v)) for k, v in sorted(thresholds.items())]
     params += [Param(k, str(summary[k])) for k in ("metric", "recent_batches", "reference_days")]
+    if online is not None:
+        params += [
+            Param("online_window_days", str((online.window_end - online.window_start).days)),
+            Param("online_min_impressions", str(online.min_impressions)),
+            Param("online_min_click_through", str(online.min_click_through)),
+        ]
     client.log_batch(run_id, metrics=metrics, params=params)
     client.log_artifacts(run_id, str(folder))
     client.set_terminated(run_id, status="FINISHED")

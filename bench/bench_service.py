@@ -1,0 +1,462 @@
+"""Benchmark the scoring service against the issue's targets (figures and commands: docs/benchmarks.md).
+
+1. ``inprocess``: top-10 over 100k items with a 64-d ALS model (fitted here on synthetic interactions),
+   through the service's own ranking path (``service.ranking.rank``: scoring, exclusions, MMR,
+   explanations) and the model's scoring alone; p50/p99 over ``--requests`` shoppers with 20-item histories.
+   Targets: p50 <= 2 ms, p99 <= 10 ms.
+2. ``http``: needs the champion on the default data (run ``make demo`` first). Starts ``recops serve`` on
+   127.0.0.1 (``--workers``, Redis online store under a private key prefix, no rate limit, seed loaded) and a
+   load generator in this process (aiohttp, ``--concurrency`` keep-alive connections, known shoppers,
+   ``POST /recommendations`` k=10) for ``--duration`` seconds: requests/s, p50/p99, 5xx. Then, in the same
+   run, ``mlflow models serve -m models:/<name>@champion --env-manager local`` with the same worker count
+   and the same shoppers' histories: requests/s and the ratio. Then event -> visible: a view of the
+   shopper's current top item, then recommendations until it is gone (seen items are excluded), p99 over
+   ``--visibility-trials``; and event ingest through Redis: ``POST /events`` batches of 500 from
+   ``--concurrency`` connections, events/s.
+   Targets: >= 1,000 req/s with p99 <= 25 ms; >= 5x mlflow models serve; event visible p99 <= 50 ms;
+   ingest >= 5,000 events/s.
+
+    .venv/bin/python bench/bench_service.py                          # both parts
+    .venv/bin/python bench/bench_service.py --part inprocess
+    .venv/bin/python bench/bench_service.py --part http --workers 2 --concurrency 16 --duration 20
+
+Needs Redis at ``RECOPS_BENCH_REDIS_URL`` (default redis://127.0.0.1:6379/14); the bench's keys are deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+BIN = Path(sys.executable).parent
+
+
+def say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def machine() -> str:
+    load = os.getloadavg()
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}"
+    )
+
+
+# ------------------------------------------------------------------------------------------- in-process
+
+
+def bench_inprocess(n_items: int, factors: int, requests: int, seed: int = 0) -> None:
+    import pandas as pd
+
+    from models import create_model
+    from models.base import FitContext, Interactions
+    from models.package import ModelPackage
+    from models.threads import limit_threads
+    from registry.loader import LoadedModel
+    from service.identity import CHAMPION
+    from service.ranking import RankRequest, rank
+    from service.serving import build_serving
+
+    limit_threads()
+    rng = np.random.default_rng(seed)
+    n_users, per_user = 20_000, 20
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    items = rng.choice(n_items, size=n_users * per_user, p=popularity / popularity.sum()).astype(np.int64)
+    users = np.repeat(np.arange(n_users, dtype=np.int64), per_user)
+    data = Interactions(
+        user_idx=users,
+        item_idx=items,
+        weight=np.ones(len(items), dtype=np.float32),
+        ts=np.arange(len(items), dtype=np.int64),
+        session_idx=users,
+        n_users=n_users,
+        n_items=n_items,
+    )
+    started = time.perf_counter()
+    model = create_model("als", {"factors": factors, "iterations": 3})
+    model.fit(data, ctx=FitContext(seed=seed, threads=os.cpu_count() or 1))
+    fit_s = time.perf_counter() - started
+    catalog = pd.DataFrame(
+        {
+            "item_id": [f"i{i:06d}" for i in range(n_items)],
+            "category": [f"cat{i % 40}" for i in range(n_items)],
+            "brand": [f"brand{i % 300}" for i in range(n_items)],
+            "price": np.round(rng.uniform(1, 200, n_items), 2),
+            "in_stock": rng.random(n_items) > 0.05,
+        }
+    )
+    package = ModelPackage(model=model, items=catalog)
+    loaded = LoadedModel(
+        name="bench", version=1, alias=CHAMPION, package=package, source_run_id="bench", path=REPO_ROOT,
+        checksum="bench",
+    )  # fmt: skip
+    serving = build_serving(loaded, CHAMPION)
+    histories = [
+        rng.choice(n_items, size=20, p=popularity / popularity.sum()).astype(np.int64)
+        for _ in range(requests)
+    ]
+    for history in histories[:50]:  # warm caches and BLAS
+        rank(serving, RankRequest(history=history, exclude=history, k=10), 0.8)
+    full, score_only = [], []
+    for history in histories:
+        t0 = time.perf_counter()
+        serving.score(history)
+        t1 = time.perf_counter()
+        rank(serving, RankRequest(history=history, exclude=np.unique(history), k=10), 0.8)
+        t2 = time.perf_counter()
+        score_only.append((t1 - t0) * 1e3)
+        full.append((t2 - t1) * 1e3)
+    say(
+        f"in-process: {n_items:,} items, ALS {factors}-d (fit {fit_s:.1f} s), {requests} shoppers, top-10\n"
+        f"  full ranking (score + exclusions + MMR + explanations): p50 {pct(full, 50):.2f} ms, "
+        f"p99 {pct(full, 99):.2f} ms\n"
+        f"  model scoring alone:                                    p50 {pct(score_only, 50):.2f} ms, "
+        f"p99 {pct(score_only, 99):.2f} ms"
+    )
+
+
+# ------------------------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class Load:
+    """What one load run measured."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    units: int = 0  # requests, or events for the ingest run
+
+    @property
+    def rate(self) -> float:
+        return self.units / self.elapsed_s if self.elapsed_s else 0.0
+
+    def line(self, what: str, unit: str = "requests/s") -> str:
+        five = sum(n for s, n in self.statuses.items() if s >= 500)
+        other = {s: n for s, n in self.statuses.items() if s != 200}
+        return (
+            f"{what}: {self.rate:,.0f} {unit}, p50 {pct(self.latencies_ms, 50):.1f} ms, "
+            f"p99 {pct(self.latencies_ms, 99):.1f} ms, {sum(self.statuses.values()):,} responses, 5xx {five}"
+            + (f", other statuses {other}" if other else "")
+            + (f", connection errors {dict(self.errors)}" if self.errors else "")
+        )
+
+
+async def _load(
+    url: str, bodies: Callable[[int], Any], concurrency: int, duration_s: float, units_per_request: int = 1
+) -> Load:
+    import aiohttp
+
+    result = Load()
+    stop_at = 0.0
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency, force_close=False), timeout=timeout
+    ) as session:
+
+        async def worker(n: int, record: bool) -> None:
+            i = n
+            while time.perf_counter() < stop_at:
+                body = bodies(i)
+                i += concurrency
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, json=body) as response:
+                        await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    if record:
+                        result.errors[type(exc).__name__] += 1
+                    continue
+                if record:
+                    result.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+                    result.statuses[status] += 1
+                    if status == 200:
+                        result.units += units_per_request
+
+        stop_at = time.perf_counter() + min(3.0, duration_s / 4)  # warm-up: connections, caches
+        await asyncio.gather(*(worker(n, False) for n in range(concurrency)))
+        started = time.perf_counter()
+        stop_at = started + duration_s
+        await asyncio.gather(*(worker(n, True) for n in range(concurrency)))
+        result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def run_load(
+    url: str, bodies: Callable[[int], Any], concurrency: int, duration_s: float, units: int = 1
+) -> Load:
+    try:
+        import uvloop
+
+        return uvloop.run(_load(url, bodies, concurrency, duration_s, units))
+    except ImportError:
+        return asyncio.run(_load(url, bodies, concurrency, duration_s, units))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(method: str, url: str, body: Any | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(), method=method
+    )
+    request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, payload = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    try:
+        return status, json.loads(payload or b"null")
+    except ValueError:  # e.g. mlflow's /ping answers a bare newline
+        return status, payload.decode("utf-8", "replace")
+
+
+def wait_ready(
+    url: str, proc: subprocess.Popen[bytes], timeout_s: float, log: Path, streak: int = 20
+) -> None:
+    """Wait for ``streak`` successive 200s on fresh connections: each worker process loads its model on its
+    own, so one ready answer does not mean every worker is ready."""
+    deadline = time.monotonic() + timeout_s
+    ok = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{url}: the server exited ({proc.returncode}); see {log}")
+        try:
+            ok = ok + 1 if http_json("GET", url, timeout=2)[0] == 200 else 0
+        except OSError:
+            ok = 0
+        if ok >= streak:
+            return
+        time.sleep(0.05 if ok else 0.5)
+    sys.exit(f"{url}: not ready after {timeout_s:.0f} s; see {log}")
+
+
+@contextmanager
+def server(
+    argv: list[str], env: dict[str, str], ready_url: str, log: Path, timeout_s: float
+) -> Iterator[None]:
+    """Run ``argv`` in its own process group until the block ends (then the whole group is stopped)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_ready(ready_url, proc, timeout_s, log)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def shoppers(limit: int) -> tuple[list[str], dict[str, list[str]]]:
+    """Raw ids of known generator shoppers (as a shop sends them) and their online histories (item ids)."""
+    from core.online_seed import read_seed, seed_paths
+    from core.privacy import pseudonymize_id
+    from core.settings import get_settings
+    from pipelines.params import load_params
+
+    settings = get_settings()
+    seed = read_seed(seed_paths(settings)[0])
+    histories = dict(zip(seed["user_id"], seed["recent_items"], strict=True))
+    n_users = load_params(settings.params_file).generate.users
+    width = max(7, len(str(n_users - 1)))
+    key = settings.pseudonymization_key.get_secret_value()
+    raws, by_raw = [], {}
+    for n in range(n_users):
+        raw = "u" + str(n).zfill(width)
+        history = histories.get(pseudonymize_id(raw, key))
+        if history:
+            raws.append(raw)
+            by_raw[raw] = list(history)
+        if len(raws) >= limit:
+            break
+    if not raws:
+        sys.exit("no known shopper in the online seed: run `make demo` first")
+    return raws, by_raw
+
+
+def event_visibility(base: str, raws: list[str], trials: int) -> tuple[list[float], int]:
+    """Per trial: view the shopper's current top item, then ask again until it is gone (seen = excluded)."""
+    latencies, retries = [], 0
+    for raw in raws[:trials]:
+        status, before = http_json("POST", f"{base}/recommendations", {"user_id": raw, "k": 10})
+        if status != 200 or not before["items"]:
+            continue
+        top = before["items"][0]["item_id"]
+        t0 = time.perf_counter()
+        http_json(
+            "POST", f"{base}/events", {"events": [{"user_id": raw, "item_id": top, "event_type": "view"}]}
+        )
+        while True:
+            status, after = http_json("POST", f"{base}/recommendations", {"user_id": raw, "k": 10})
+            if status == 200 and top not in {i["item_id"] for i in after["items"]}:
+                break
+            retries += 1
+            if time.perf_counter() - t0 > 5:
+                break
+        latencies.append((time.perf_counter() - t0) * 1e3)
+    return latencies, retries
+
+
+def bench_http(workers: int, concurrency: int, duration_s: float, trials: int, skip_mlflow: bool) -> None:
+    from core.settings import get_settings
+
+    settings = get_settings()
+    redis_url = os.environ.get("RECOPS_BENCH_REDIS_URL", DEFAULT_REDIS)
+    prefix = f"recops-bench-{secrets.token_hex(4)}:"
+    raws, histories = shoppers(2000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECOPS_SERVE_")}
+    env.update(
+        RECOPS_REDIS_URL=redis_url,
+        RECOPS_REDIS_PREFIX=prefix,
+        RECOPS_SERVE_RATE_LIMIT_PER_S="0",  # one load generator on one address: the limit would answer 429
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    logs = settings.runtime_dir / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [
+        str(BIN / "recops"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    what = f"Redis online store, {len(raws)} known shoppers, concurrency {concurrency}"
+    say(f"http: `{' '.join(argv[1:])}`, {what}")
+    try:
+        with server(argv, env, f"{base}/readyz", logs / "serve.log", 240):
+            _, health = http_json("GET", f"{base}/readyz")
+            say(f"  ready: {health}")
+            recs = run_load(
+                f"{base}/recommendations",
+                lambda i: {"user_id": raws[i % len(raws)], "k": 10},
+                concurrency,
+                duration_s,
+            )
+            say("  " + recs.line("recops serve POST /recommendations"))
+            visible, retries = event_visibility(base, raws[len(raws) // 2 :], trials)
+            say(
+                f"  event -> visible in the next recommendation: p50 {pct(visible, 50):.1f} ms, "
+                f"p99 {pct(visible, 99):.1f} ms over {len(visible)} shoppers ({retries} repeated asks)"
+            )
+            batch = 500
+
+            def events(i: int) -> dict[str, Any]:
+                raw = raws[i % len(raws)]
+                items = histories[raw]
+                return {
+                    "events": [
+                        {"user_id": raw, "item_id": items[j % len(items)], "event_type": "view"}
+                        for j in range(batch)
+                    ]
+                }
+
+            ingest = run_load(f"{base}/events", events, concurrency, duration_s / 2, units=batch)
+            say("  " + ingest.line(f"event ingest through Redis (batches of {batch})", "events/s"))
+    finally:
+        _delete_prefix(redis_url, prefix)
+    if skip_mlflow:
+        return
+    mport = free_port()
+    uri = f"models:/{settings.model_name}@champion"
+    margv = [
+        str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
+        "-h", "127.0.0.1", "-p", str(mport), "-w", str(workers),
+    ]  # fmt: skip
+    menv = {
+        **env,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.mlflow_registry_uri,
+    }
+    say(f"  `mlflow models serve -m models:/{settings.model_name}@champion --env-manager local -w {workers}`")
+    with server(margv, menv, f"http://127.0.0.1:{mport}/ping", logs / "mlflow-serve.log", 300):
+
+        def invocation(i: int) -> dict[str, Any]:
+            raw = raws[i % len(raws)]
+            return {
+                "dataframe_split": {"columns": ["history"], "data": [[histories[raw]]]},
+                "params": {"k": 10},
+            }
+
+        ml = run_load(f"http://127.0.0.1:{mport}/invocations", invocation, concurrency, duration_s)
+        say("  " + ml.line("mlflow models serve POST /invocations (same shoppers' histories)"))
+    ratio = recs.rate / ml.rate if ml.rate else float("inf")
+    say(f"  throughput ratio recops serve / mlflow models serve: {ratio:.1f}x")
+
+
+def _delete_prefix(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["all", "inprocess", "http"], default="all")
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=2000, help="in-process rankings timed")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (and mlflow serve workers)")
+    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections of the load")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of measured load per server")
+    parser.add_argument("--visibility-trials", type=int, default=300)
+    parser.add_argument("--skip-mlflow", action="store_true", help="no mlflow models serve comparison")
+    args = parser.parse_args()
+    say(f"machine: {machine()}")
+    if args.part in ("all", "inprocess"):
+        bench_inprocess(args.items, args.factors, args.requests)
+    if args.part in ("all", "http"):
+        bench_http(args.workers, args.concurrency, args.duration, args.visibility_trials, args.skip_mlflow)
+    say(f"machine after: {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
