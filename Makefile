@@ -53,7 +53,7 @@ freeze: setup ## Rewrite constraints.txt from the current venv
 bench: setup ## Run the benchmarks in bench/ (prints figures; see docs/benchmarks.md)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-stack-up: setup ## Start Airflow 3 (api-server, scheduler, dag-processor, triggerer) + MLflow on PostgreSQL, 127.0.0.1
+stack-up: setup ## Start Airflow 3 + MLflow on PostgreSQL, 127.0.0.1 (RECOPS_STACK_EXECUTOR=celery: + a Celery worker)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash infra/scripts/stack.sh up
 
 stack-down: ## Stop every process stack-up started (and nothing else)

@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_orchestration.py                  # the default data (params.yaml generate:)
     .venv/bin/python bench/bench_orchestration.py --set generate.days=21 --set generate.users=600 \
         --set generate.items=300 --set features.valid_days=3 --set features.test_days=4   # small, quicker
+    .venv/bin/python bench/bench_orchestration.py \
+        --set 'train.families=[popularity, recent_popularity, itemknn, als]'   # default data, 4 families
 
 1. copies the working tree into a scratch folder (as the DAG tests do: ``tests/dags/project.py``) with the
    ``--set`` params, and publishes the generated history but its last day in one go

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack without Docker: a real Airflow 3 (api-server, scheduler, dag-processor, triggerer;
-# LocalExecutor) on the local PostgreSQL, and an MLflow tracking server with a PostgreSQL backend and
-# artifacts in local files, all bound to 127.0.0.1.
+# LocalExecutor, or CeleryExecutor with a separate `airflow celery worker`) on the local PostgreSQL, and an
+# MLflow tracking server with a PostgreSQL backend and artifacts in local files, all bound to 127.0.0.1.
 #
 #   infra/scripts/stack.sh up       create the databases if missing, migrate, start everything, wait for health
 #   infra/scripts/stack.sh status   each process and the health endpoints; exit 0 healthy, 3 not running, 1 not healthy
@@ -23,6 +23,17 @@
 #   RECOPS_AIRFLOW_PORT       default 8080        RECOPS_MLFLOW_PORT   default 5000
 #   RECOPS_INGEST_START / RECOPS_INGEST_END       the ingest DAG's window (YYYY-MM-DD; see dags/recops_common.py)
 #   RECOPS_AIRFLOW_PARALLELISM default 4
+#   RECOPS_STACK_EXECUTOR     local (default: LocalExecutor, tasks run as children of the scheduler) or celery
+#                             (the scale-out path: CeleryExecutor plus one `airflow celery worker` process, in
+#                             its own process group, that runs every task; its task instances carry its name)
+#   RECOPS_CELERY_BROKER_URL  default redis://127.0.0.1:6379/9 (the local Redis, db 9: neither the online
+#                             store's db 0 nor the tests' db 15); amqp://guest:guest@127.0.0.1:5672// works too
+#   RECOPS_CELERY_QUEUE       default recops: the queue the tasks are sent to and the worker consumes
+#   RECOPS_WORKER_NAME        default recops-worker-1: the worker's name, recorded as each task instance's hostname
+#   RECOPS_CELERY_CONCURRENCY default 2: task processes the worker runs at once
+#   RECOPS_STACK_STOP_TIMEOUT_S default 20: how long `down` lets a process group (the worker's running tasks
+#                             included) stop on SIGTERM before it sends SIGKILL
+# The executor is chosen at `up`; `status` and `down` use the one the running stack was started with.
 # The databases named in the two URLs are created when missing (the server must accept the URL's user).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -46,7 +57,28 @@ MLFLOW_DB="${RECOPS_MLFLOW_BACKEND_URI:-postgresql+psycopg2://postgres@127.0.0.1
 BIN="${REPO}/.venv/bin"
 [[ -x "${BIN}/airflow" ]] || BIN="$(dirname "$(command -v airflow || echo /nonexistent/airflow)")"
 START_TIMEOUT_S=180
+STOP_TIMEOUT_S="${RECOPS_STACK_STOP_TIMEOUT_S:-20}"
+[[ "${STOP_TIMEOUT_S}" =~ ^[0-9]+$ ]] || {
+    echo "error: RECOPS_STACK_STOP_TIMEOUT_S must be whole seconds, not '${STOP_TIMEOUT_S}'" >&2; exit 2; }
 AIRFLOW_COMPONENTS=(api-server scheduler dag-processor triggerer)
+# The running stack's executor (written by `up`) wins over the environment: `down` needs no variables.
+EXECUTOR="${RECOPS_STACK_EXECUTOR:-local}"
+[[ "${1:-}" != up && -s "${STATE}/executor" ]] && EXECUTOR="$(cat "${STATE}/executor")"
+case "${EXECUTOR}" in
+    local) AIRFLOW_EXECUTOR=LocalExecutor ;;
+    celery) AIRFLOW_EXECUTOR=CeleryExecutor; AIRFLOW_COMPONENTS+=(celery-worker) ;;
+    *) echo "error: RECOPS_STACK_EXECUTOR must be local or celery, not '${EXECUTOR}'" >&2; exit 2 ;;
+esac
+CELERY_QUEUE="${RECOPS_CELERY_QUEUE:-recops}"
+WORKER_NAME="${RECOPS_WORKER_NAME:-recops-worker-1}"
+NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
+for setting in "RECOPS_CELERY_QUEUE=${CELERY_QUEUE}" "RECOPS_WORKER_NAME=${WORKER_NAME}"; do
+    if [[ ! "${setting#*=}" =~ ${NAME_PATTERN} ]]; then
+        echo "error: ${setting%%=*} must be letters, digits, '.', '_' or '-' (starting with a letter or" \
+            "digit), not '${setting#*=}'" >&2
+        exit 2
+    fi
+done
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -57,7 +89,7 @@ export PATH="${BIN}:\${PATH}"
 export AIRFLOW_HOME="${AF_HOME}"
 export AIRFLOW__CORE__DAGS_FOLDER="${REPO}/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__EXECUTOR=${AIRFLOW_EXECUTOR}
 export AIRFLOW__CORE__PARALLELISM="${RECOPS_AIRFLOW_PARALLELISM:-4}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AF_DB}"
@@ -78,6 +110,14 @@ export MLFLOW_HTTP_REQUEST_TIMEOUT=60
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
 export OPENBLAS_NUM_THREADS=1
 EOF
+    if [[ "${EXECUTOR}" == celery ]]; then
+        # The result backend stays Airflow's default: the metadata database (db+<sql_alchemy_conn>).
+        echo "export AIRFLOW__CELERY__BROKER_URL=\"${RECOPS_CELERY_BROKER_URL:-redis://127.0.0.1:6379/9}\""
+        echo "export AIRFLOW__OPERATORS__DEFAULT_QUEUE=${CELERY_QUEUE}"
+        echo "export AIRFLOW__CELERY__WORKER_CONCURRENCY=${RECOPS_CELERY_CONCURRENCY:-2}"
+        # A task not acknowledged within this is redelivered: longer than the tasks' 2 h execution_timeout.
+        echo "export AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT=21600"
+    fi
     [[ -n "${RECOPS_INGEST_START:-}" ]] && echo "export RECOPS_INGEST_START=${RECOPS_INGEST_START}"
     [[ -n "${RECOPS_INGEST_END:-}" ]] && echo "export RECOPS_INGEST_END=${RECOPS_INGEST_END}"
     return 0
@@ -93,6 +133,8 @@ pid_of() {
     if [[ "${pid}" =~ ^[0-9]+$ ]] && args="$(ps -o args= -p "${pid}" 2>/dev/null)"; then
         case "${name}" in
             mlflow) [[ "${args}" == *mlflow* ]] && echo "${pid}" && return 0 ;;
+            # celery renames its main process: "[celeryd: <name>@<host>:MainProcess] ... (celery worker ...)"
+            celery-worker) [[ "${args}" == *celery* ]] && echo "${pid}" && return 0 ;;
             *) [[ "${args}" == *airflow* ]] && echo "${pid}" && return 0 ;;
         esac
     fi
@@ -112,18 +154,42 @@ start() {
 }
 
 stop() {
-    local name="$1" pid pgid
-    pid="$(pid_of "${name}")"
-    [[ -n "${pid}" ]] || return 0
-    pgid="$(ps -o pgid= -p "${pid}" | tr -d ' ')"
-    kill -TERM -- "-${pgid}" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-        kill -0 -- "-${pgid}" 2>/dev/null || break
+    # stop NAME...: SIGTERM to each one's process group at once, wait for all (STOP_TIMEOUT_S), then SIGKILL
+    # what is left.
+    local name pid pgid left
+    local -a groups=() names=()
+    for name in "$@"; do
+        pid="$(pid_of "${name}")"
+        [[ -n "${pid}" ]] || continue
+        pgid="$(ps -o pgid= -p "${pid}" | tr -d ' ')"
+        [[ -n "${pgid}" ]] || continue
+        kill -TERM -- "-${pgid}" 2>/dev/null || true
+        groups+=("${pgid}")
+        names+=("${name}")
+    done
+    for _ in $(seq 1 $((STOP_TIMEOUT_S * 2))); do
+        left=0
+        for pgid in "${groups[@]}"; do
+            kill -0 -- "-${pgid}" 2>/dev/null && left=1
+        done
+        ((left)) || break
         sleep 0.5
     done
-    kill -KILL -- "-${pgid}" 2>/dev/null || true
-    rm -f "${PIDS}/${name}.pid"
-    echo "stopped ${name} (process group ${pgid})"
+    for pgid in "${groups[@]}"; do
+        kill -KILL -- "-${pgid}" 2>/dev/null || true
+    done
+    for _ in $(seq 1 20); do  # a killed process is gone once its parent (or init) has reaped it
+        left=0
+        for pgid in "${groups[@]}"; do
+            kill -0 -- "-${pgid}" 2>/dev/null && left=1
+        done
+        ((left)) || break
+        sleep 0.5
+    done
+    for i in "${!groups[@]}"; do
+        rm -f "${PIDS}/${names[i]}.pid"
+        echo "stopped ${names[i]} (process group ${groups[i]})"
+    done
 }
 
 wait_for() {
@@ -185,6 +251,12 @@ ensure_secrets() {
 
 cmd_up() {
     mkdir -p "${PIDS}" "${LOGS}" "${RUNTIME}/mlartifacts"
+    local running
+    running="$(cat "${STATE}/executor" 2>/dev/null || true)"
+    if [[ -n "${running}" && "${running}" != "${EXECUTOR}" && -n "$(pid_of scheduler)" ]]; then
+        die "the stack runs with the ${running} executor: stop it first (stack.sh down), then up with ${EXECUTOR}"
+    fi
+    echo "${EXECUTOR}" >"${STATE}/executor"
     stack_env >"${STATE}/env.sh"
     # shellcheck disable=SC1091
     source "${STATE}/env.sh"
@@ -211,14 +283,23 @@ cmd_up() {
         "DVC tasks of recops: one workspace, one dvc.lock (docs/operations.md)" >>"${LOGS}/airflow-migrate.log" 2>&1
 
     start api-server "${BIN}/airflow" api-server --host "${HOST}" --port "${AF_PORT}" --workers 1
-    for component in scheduler dag-processor triggerer; do
-        start "${component}" "${BIN}/airflow" "${component}"
-    done
+    # --skip-serve-logs: Airflow's log servers (scheduler/worker 8793, triggerer 8794) bind every interface;
+    # task logs are files in the one log folder the api-server reads.
+    start scheduler "${BIN}/airflow" scheduler --skip-serve-logs
+    start dag-processor "${BIN}/airflow" dag-processor
+    start triggerer "${BIN}/airflow" triggerer --skip-serve-logs
+    if [[ "${EXECUTOR}" == celery ]]; then
+        # Only the worker names itself: [core] hostname_callable reads RECOPS_WORKER_NAME (workers.py).
+        RECOPS_WORKER_NAME="${WORKER_NAME}" \
+            AIRFLOW__CORE__HOSTNAME_CALLABLE=pipelines.orchestration.workers.worker_name \
+            start celery-worker "${BIN}/airflow" celery worker --queues "${CELERY_QUEUE}" \
+            --celery-hostname "${WORKER_NAME}@%h" --skip-serve-logs
+    fi
     wait_for mlflow "${MLFLOW_URL}/health" || { cmd_down >/dev/null; exit 1; }
     wait_for api-server "${AF_URL}/api/v2/monitor/health" || { cmd_down >/dev/null; exit 1; }
     cat <<EOF
 stack running:
-  Airflow   ${AF_URL}  (user admin; password in ${AF_HOME}/passwords.json)
+  Airflow   ${AF_URL}  (user admin; password in ${AF_HOME}/passwords.json; ${AIRFLOW_EXECUTOR})
   MLflow    ${MLFLOW_URL}
   logs      ${LOGS}/
   CLI       source ${STATE}/env.sh; airflow dags list
@@ -226,14 +307,16 @@ EOF
 }
 
 cmd_down() {
-    local component
-    for component in triggerer dag-processor scheduler api-server mlflow; do
-        stop "${component}"
-    done
-    # Task processes the LocalExecutor started belong to the scheduler's group; anything still recorded:
+    local -a recorded=()
+    # The worker first, while the api-server its tasks report to still runs: a warm shutdown lets running
+    # tasks finish (RECOPS_STACK_STOP_TIMEOUT_S, then its whole group is killed). Then every other recorded
+    # group at once (task processes the LocalExecutor started belong to the scheduler's group).
+    stop celery-worker
     for file in "${PIDS}"/*.pid; do
-        [[ -e "${file}" ]] && stop "$(basename "${file}" .pid)"
+        [[ -e "${file}" ]] && recorded+=("$(basename "${file}" .pid)")
     done
+    stop "${recorded[@]}"
+    rm -f "${STATE}/executor"
     echo "stack stopped"
 }
 

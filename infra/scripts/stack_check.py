@@ -3,6 +3,7 @@
 
     infra/scripts/stack_check.py --dates 2026-01-19 2026-01-20 2026-01-21
     infra/scripts/stack_check.py --backfill 2026-01-19 2026-01-21
+    infra/scripts/stack_check.py --dates 2026-01-01 --ingest-only --expect-worker recops-worker-1
 
 1. gets a JWT (``POST /auth/token``) as ``admin`` with the password ``stack.sh up`` generated;
 2. waits until the DAG processor has parsed the recops DAGs, unpauses ``recops_train``;
@@ -14,6 +15,13 @@
    run (its wall time divided by the sum of its tasks' own durations).
 
 Exit 0 when every ingest run and the last train run succeeded and a champion exists; 1 otherwise.
+
+``--ingest-only`` stops after step 4's ingest runs (the summary lists their task instances; training is left
+paused); with ``--ingest-tasks fetch`` it waits only until those tasks of each ingest run are done (the
+quick check of ``tests/dags/test_celery.py``; the rest of the run goes on). ``--expect-worker NAME`` (the
+CeleryExecutor stack, ``RECOPS_STACK_EXECUTOR=celery``) also fails unless every task instance of the checked
+runs that started ran on the worker named NAME (``RECOPS_WORKER_NAME``): the ``hostname`` Airflow records on
+each task instance.
 
 With ``--backfill FROM TO`` it instead runs ``airflow backfill create --reprocess-behavior completed`` over
 days already published (in the stack's environment, ``<runtime>/stack/env.sh``) and checks that the backfill
@@ -36,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 FINISHED = {"success", "failed"}
+#: Task instance states past the start of the task (a host ran it).
+RAN = {"running", "success", "failed", "up_for_retry", "up_for_reschedule", "deferred", "restarting"}
+TI_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 class Api:
@@ -92,6 +103,37 @@ def stack_environment(runtime: Path) -> dict[str, str]:
             key, value = line.removeprefix("export ").split("=", 1)
             env[key] = value.strip('"').replace("${PATH}", os.environ.get("PATH", ""))
     return env
+
+
+def task_rows(api: Api, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The task instances of one DAG run: ids, state, tries, the host (worker) that ran it and its timings."""
+    quoted = urllib.parse.quote(run_id, safe="")
+    tis = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100")["task_instances"]
+    rows = [
+        {
+            "task_id": t["task_id"],
+            "map_index": t["map_index"],
+            "rendered_map_index": t.get("rendered_map_index"),
+            "state": t["state"],
+            "try_number": t.get("try_number"),
+            "hostname": t.get("hostname"),
+            "duration_s": t.get("duration"),
+            "scheduled_when": t.get("scheduled_when"),
+            "queued_when": t.get("queued_when"),
+            "start_date": t.get("start_date"),
+            "end_date": t.get("end_date"),
+        }
+        for t in tis
+    ]
+    return sorted(rows, key=lambda t: (t["task_id"], t["map_index"]))
+
+
+def other_hosts(rows: list[dict[str, Any]], worker: str | None) -> list[str]:
+    """``task_id[map_index]@host`` of every task instance that ran but not on ``worker`` (none when unset)."""
+    if not worker:
+        return []
+    ran = [t for t in rows if t["state"] in RAN]
+    return [f"{t['task_id']}[{t['map_index']}]@{t['hostname']}" for t in ran if t["hostname"] != worker]
 
 
 def published_events(api: Api) -> int:
@@ -174,23 +216,35 @@ def main() -> int:
     parser.add_argument("--runtime", default=os.environ.get("RECOPS_RUNTIME_DIR", "runtime"))
     parser.add_argument("--model", default=os.environ.get("RECOPS_MODEL_NAME", "recops-recommender"))
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the whole check")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="check the ingest runs only (training stays paused)"
+    )
+    parser.add_argument(
+        "--ingest-tasks", nargs="+", metavar="TASK", help="with --ingest-only: wait only for these tasks"
+    )
+    parser.add_argument(
+        "--expect-worker", metavar="NAME", help="every task instance must have run on this worker (Celery)"
+    )
     args = parser.parse_args()
+    if args.ingest_tasks and not args.ingest_only:
+        parser.error("--ingest-tasks goes with --ingest-only")
     started = time.monotonic()
 
     def left() -> float:
-        return max(args.timeout - (time.monotonic() - started), 1.0)
+        return max(float(args.timeout) - (time.monotonic() - started), 1.0)
 
     password = json.loads((Path(args.runtime) / "airflow" / "passwords.json").read_text())["admin"]
     token = Api(args.airflow).call("POST", "/auth/token", {"username": "admin", "password": password})
     api = Api(args.airflow, token["access_token"])
 
     for dag_id in ("recops_ingest", "recops_train"):
-        wait(f"{dag_id} to be parsed", lambda d=dag_id: api.call("GET", f"/api/v2/dags/{d}"), left())
+        wait(f"{dag_id} to be parsed", lambda d=dag_id: api.call("GET", f"/api/v2/dags/{d}"), left(), 1.0)
     if args.backfill:
         return backfill_check(api, Path(args.runtime), args.backfill[0], args.backfill[1], left)
     if not args.dates:
         parser.error("give --dates or --backfill")
-    api.call("PATCH", "/api/v2/dags/recops_train", {"is_paused": False})
+    if not args.ingest_only:
+        api.call("PATCH", "/api/v2/dags/recops_train", {"is_paused": False})
 
     run_ids = []
     for day in sorted(args.dates):
@@ -207,17 +261,40 @@ def main() -> int:
         log(f"recops_ingest {day}: {run_ids[-1]}")
     api.call("PATCH", "/api/v2/dags/recops_ingest", {"is_paused": False})
 
+    def tasks_done(run_id: str) -> bool:
+        states = {t["task_id"]: t["state"] for t in task_rows(api, "recops_ingest", run_id)}
+        return all(states.get(task) in TI_DONE for task in args.ingest_tasks)
+
     ingest_runs = []
     for run_id in run_ids:
         path = f"/api/v2/dags/recops_ingest/dagRuns/{urllib.parse.quote(run_id, safe='')}"
-        run = wait(
-            f"ingest run {run_id}",
-            lambda p=path: (r := api.call("GET", p))["state"] in FINISHED and r,
-            left(),
-        )
+        if args.ingest_tasks:
+            wait(f"{args.ingest_tasks} of {run_id}", lambda r=run_id: tasks_done(r), left(), 1.0)
+            run = api.call("GET", path)
+        else:
+            run = wait(
+                f"ingest run {run_id}",
+                lambda p=path: (r := api.call("GET", p))["state"] in FINISHED and r,
+                left(),
+            )
         log(f"recops_ingest {run_id}: {run['state']}")
         ingest_runs.append(run)
-    last_ingest_end = max(r["end_date"] for r in ingest_runs)
+    ingest_tasks = {r["dag_run_id"]: task_rows(api, "recops_ingest", r["dag_run_id"]) for r in ingest_runs}
+    elsewhere = [host for rows in ingest_tasks.values() for host in other_hosts(rows, args.expect_worker)]
+    if args.ingest_only:
+        if args.ingest_tasks:
+            ok = all(t["state"] == "success" for rows in ingest_tasks.values() for t in rows
+                     if t["task_id"] in args.ingest_tasks)  # fmt: skip
+        else:
+            ok = all(r["state"] == "success" for r in ingest_runs)
+        summary = {
+            "ingest": {r["dag_run_id"]: r["state"] for r in ingest_runs},
+            "ingest_tasks": ingest_tasks,
+            "expected_worker": args.expect_worker,
+            "not_on_expected_worker": elsewhere,
+        }
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return 0 if ok and not elsewhere else 1
 
     def train_done() -> Any:
         runs = api.call("GET", "/api/v2/dags/recops_train/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
@@ -225,12 +302,12 @@ def main() -> int:
             return None  # a run is queued or running: wait for the last one
         return runs[0] if runs[0]["run_after"] >= ingest_runs[0]["start_date"] else None
 
+    last_ingest_end = max(r["end_date"] for r in ingest_runs)
     train = wait("the Asset-triggered training", train_done, left(), every_s=5.0)
     log(f"recops_train {train['dag_run_id']}: {train['state']}")
-    quoted = urllib.parse.quote(train["dag_run_id"], safe="")
-    listing = f"/api/v2/dags/recops_train/dagRuns/{quoted}/taskInstances?limit=100"
-    tis = api.call("GET", listing)["task_instances"]
-    own = sum(float(t.get("duration") or 0.0) for t in tis)
+    train_tasks = task_rows(api, "recops_train", train["dag_run_id"])
+    elsewhere += other_hosts(train_tasks, args.expect_worker)
+    own = sum(float(t["duration_s"] or 0.0) for t in train_tasks)
     wall = seconds(train["start_date"], train["end_date"])
 
     mlflow = Api(args.mlflow)
@@ -246,25 +323,8 @@ def main() -> int:
         "train_run": train["dag_run_id"],
         "train_state": train["state"],
         "train_triggered_by": train.get("run_type"),
-        "train_tasks": sorted(
-            [
-                {
-                    "task_id": t["task_id"],
-                    "map_index": t["map_index"],
-                    "rendered_map_index": t.get("rendered_map_index"),
-                    "state": t["state"],
-                    "try_number": t.get("try_number"),
-                    "hostname": t.get("hostname"),
-                    "duration_s": t.get("duration"),
-                    "scheduled_when": t.get("scheduled_when"),
-                    "queued_when": t.get("queued_when"),
-                    "start_date": t.get("start_date"),
-                    "end_date": t.get("end_date"),
-                }
-                for t in tis
-            ],
-            key=lambda t: (t["task_id"], t["map_index"]),
-        ),
+        "ingest_tasks": ingest_tasks,
+        "train_tasks": train_tasks,
         "train_start": train["start_date"],
         "train_end": train["end_date"],
         "train_wall_s": round(wall, 1),
@@ -272,12 +332,15 @@ def main() -> int:
         "orchestration_overhead": round(wall / own, 3) if own else None,
         "champion_version": int(champion["version"]) if champion else None,
         "champion_run_id": champion.get("run_id") if champion else None,
+        "expected_worker": args.expect_worker,
+        "not_on_expected_worker": elsewhere,
     }
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     ok = (
         all(r["state"] == "success" for r in ingest_runs)
         and train["state"] == "success"
         and champion is not None
+        and not elsewhere
     )
     return 0 if ok else 1
 

@@ -5,12 +5,19 @@ leaves no process behind.
 
 Runs in a project copy with 18 days already published (what a running system has), fresh PostgreSQL
 databases and free ports, so it never touches the repository's own runtime/ or a stack already running.
+
+The scale-out path: the same workflow on CeleryExecutor (``RECOPS_STACK_EXECUTOR=celery``) with the local
+Redis as broker (the tests' db, every key under the test's prefix, a queue of its own) and a separate
+``airflow celery worker`` process named through ``RECOPS_WORKER_NAME``: every task instance of the ingest
+runs and of the Asset-triggered training must have run on that worker. The quick version (one task) is
+``tests/dags/test_celery.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import stat
 import subprocess
@@ -19,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RedisEndpoint
 from tests.dags.airflow_env import REPO_ROOT, VENV_BIN
 from tests.dags.project import make_dag_project, project_environment
 
@@ -32,6 +40,8 @@ PARAMS = {
     "generate.items": 300,
     "features.valid_days": 3,
     "features.test_days": 4,
+    # the four quick families (the asserted map indices), whatever else params.yaml lists
+    "train.families": ["popularity", "recent_popularity", "itemknn", "als"],
 }
 HISTORY_DAYS = 18
 DATES = ["2026-01-19", "2026-01-20", "2026-01-21"]
@@ -134,3 +144,43 @@ def test_stack_runs_the_workflow_through_the_rest_api_and_stops_cleanly(stack_en
     assert down.returncode == 0, down.stderr
     assert processes_with(f"RECOPS_PROJECT_DIR={stack_env['RECOPS_PROJECT_DIR']}") == []
     assert run(["bash", str(STACK), "status"], stack_env, timeout=60).returncode == 3
+
+
+@pytest.fixture
+def celery_stack_env(stack_env: dict[str, str], redis_url: RedisEndpoint) -> dict[str, str]:
+    """The stack's environment on CeleryExecutor with the local Redis as broker and a worker of its own."""
+    return {
+        **stack_env,
+        "RECOPS_STACK_EXECUTOR": "celery",
+        "RECOPS_CELERY_BROKER_URL": redis_url.url,
+        "RECOPS_CELERY_QUEUE": f"recops-test-{secrets.token_hex(4)}",
+        "RECOPS_WORKER_NAME": f"recops-celery-test-{secrets.token_hex(3)}",
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": redis_url.prefix,
+    }
+
+
+def test_celery_stack_runs_the_workflow_on_the_named_worker(celery_stack_env: dict[str, str]) -> None:
+    worker = celery_stack_env["RECOPS_WORKER_NAME"]
+    up = run(["bash", str(STACK), "up"], celery_stack_env, timeout=400)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    assert "CeleryExecutor" in up.stdout
+    status = run(["bash", str(STACK), "status"], celery_stack_env, timeout=60)
+    assert status.returncode == 0 and "celery-worker: running" in status.stdout, status.stdout
+
+    command = [str(VENV_BIN / "python"), str(CHECK), "--dates", *DATES, "--expect-worker", worker,
+               "--timeout", "1500"]  # fmt: skip
+    check = run(command, celery_stack_env, 1600)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    summary = json.loads(check.stdout)
+    assert list(summary["ingest"].values()) == ["success"] * 3, summary["ingest"]
+    assert summary["train_state"] == "success" and summary["train_triggered_by"] == "asset_triggered"
+    assert summary["champion_version"] is not None
+    ran = [t for rows in summary["ingest_tasks"].values() for t in rows] + summary["train_tasks"]
+    assert len(ran) == 3 * 4 + 10
+    assert {t["hostname"] for t in ran if t["state"] == "success"} == {worker}
+    assert summary["not_on_expected_worker"] == []
+    print(json.dumps({k: v for k, v in summary.items() if not k.endswith("_tasks")}, indent=2))
+
+    down = run(["bash", str(STACK), "down"], celery_stack_env, timeout=120)
+    assert down.returncode == 0 and "stopped celery-worker" in down.stdout, down.stdout + down.stderr
+    assert processes_with(f"RECOPS_PROJECT_DIR={celery_stack_env['RECOPS_PROJECT_DIR']}") == []
