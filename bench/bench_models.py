@@ -24,7 +24,7 @@ import numpy as np
 from models import create_model
 from models.base import FitContext, IntArray, Interactions
 from models.threads import limit_threads
-from pipelines.params import TrainParams
+from pipelines.params import load_params
 
 SHARED_DATA = Path(
     os.environ.get(
@@ -72,7 +72,7 @@ def completejourney(root: Path) -> Interactions:
         users.astype(np.int64),
         items.astype(np.int64),
         np.ones(len(table), dtype=np.float32),
-        ts,
+        np.asarray(ts, dtype=np.int64),
         sessions.astype(np.int64),
         int(users.max()) + 1,
         len(item_ids),
@@ -123,7 +123,7 @@ def main() -> None:
     print(f"{args.dataset}: {len(data):,} events, {data.n_users:,} users, {data.n_items:,} items "
           f"(prepared in {time.perf_counter() - t0:.1f} s); scoring {len(batch):,} users")  # fmt: skip
 
-    params = TrainParams()
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml").train  # sasrec included
     families = args.families or list(params.families)
     threads = limit_threads()  # once per process, as the train step does (BLAS: one thread)
     ctx = FitContext(seed=args.seed, threads=threads)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -61,7 +62,7 @@ from models.threads import limit_threads
 from pipelines.evaluate import EvaluationResult, EvaluationTask, build_task, evaluate_model
 from pipelines.features import FeatureSet, Protocol, build_features
 from pipelines.params import EvaluateParams, ModelFamily, Params, load_params
-from pipelines.train import model_hyperparameters
+from pipelines.train import item_features, model_hyperparameters, training_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,7 @@ DATASETS = (
     "yoochoose",
     "instacart",
 )
-FAMILIES: tuple[ModelFamily, ...] = ("popularity", "recent_popularity", "itemknn", "als")
+FAMILIES: tuple[ModelFamily, ...] = ("popularity", "recent_popularity", "itemknn", "als", "sasrec")
 BASELINES = ("popularity", "recent_popularity")
 
 
@@ -239,7 +240,9 @@ def run_family(
 ) -> FamilyRun:
     """Select ``family``'s setting on valid (fit on train), then report the chosen one on test once."""
     valid_task, test_task = tasks
-    train, valid = fs.interactions("train", protocol), fs.interactions("valid", protocol)
+    features = item_features(fs)  # category / brand / price codes for the families that embed them
+    train = replace(fs.interactions("train", protocol), item_features=features)
+    valid = fs.interactions("valid", protocol)
 
     def build(hyper: dict[str, Any]) -> Recommender:
         return RepeatHistoryRecommender() if family == "repeat_history" else create_model(family, hyper)
@@ -257,7 +260,8 @@ def run_family(
     if fit_on == "train":
         chosen = fits[best]  # the published protocol: the train fit is the reported model
     else:
-        chosen = build(hyper).fit(fs.interactions("train_valid", protocol), None, ctx)
+        train_valid = replace(fs.interactions("train_valid", protocol), item_features=features)
+        chosen = build(hyper).fit(train_valid, None, ctx)
     fit_s = time.perf_counter() - t0
     test = evaluate_model(chosen, fs, evaluate, protocol, task=test_task, target="test", progress=False)
     tuned = [k for k in hyper if len({json.dumps(c.get(k)) for c in candidates}) > 1]
@@ -270,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="generated")
     parser.add_argument("--protocol", choices=("temporal", "loo"), default="temporal")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where torch families train (auto: a GPU when torch sees one)")  # fmt: skip
     parser.add_argument("--test-days", type=int, default=None, help="default: params.yaml features")
     parser.add_argument("--valid-days", type=int, default=None, help="default: params.yaml features")
     parser.add_argument("--max-users", type=int, default=None,
@@ -290,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples for the NDCG CI")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("models.sasrec").setLevel(logging.INFO)  # one line per training epoch
 
     params = load_params(REPO / "params.yaml")
     feature_updates = {
@@ -337,8 +345,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if family != "repeat_history":
             base = {**model_hyperparameters(family, params), **overrides.get(family, {})}
         candidates = candidate_grid(base, tuning.get(family, {}))
+        device = training_device(family) if args.device == "auto" else args.device
+        family_ctx = replace(ctx, device=device) if family != "repeat_history" else ctx
         run = run_family(
-            family, candidates, fs, protocol, (valid_task, test_task), evaluate, args.fit_on, ctx
+            family, candidates, fs, protocol, (valid_task, test_task), evaluate, args.fit_on, family_ctx
         )
         runs[family] = run
         if len(run.grid) > 1:

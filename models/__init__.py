@@ -34,6 +34,7 @@ FAMILIES: dict[str, str] = {
     "recent_popularity": "models.recent_popularity:RecentPopularityRecommender",
     "itemknn": "models.itemknn:ItemKNNRecommender",
     "als": "models.als:ALSRecommender",
+    "sasrec": "models.sasrec:SASRecRecommender",
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -114,8 +114,17 @@ class Interactions:
     session_idx: IntArray
     n_users: int
     n_items: int
+    #: Optional categorical side information per item: feature name (``category_idx``, ``brand_idx``,
+    #: ``price_bucket``) -> ``(n_items,)`` integer codes, -1 where unknown. Families that embed item
+    #: features (sasrec) read it, so items without events are not invisible to them; the others ignore it.
+    item_features: Mapping[str, IntArray] | None = None
 
     def __post_init__(self) -> None:
+        for name, codes in (self.item_features or {}).items():
+            if np.shape(codes) != (self.n_items,) or not np.issubdtype(np.asarray(codes).dtype, np.integer):
+                raise ValueError(f"Interactions.item_features[{name!r}] must be {self.n_items} integer codes")
+            if len(codes) and int(np.min(codes)) < -1:
+                raise ValueError(f"Interactions.item_features[{name!r}] has codes below -1 (-1 = unknown)")
         n = len(self.user_idx)
         for name in ("item_idx", "weight", "ts", "session_idx"):
             if len(getattr(self, name)) != n:
@@ -148,6 +157,8 @@ class Recommender(ABC):
 
     family: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    #: The family runs on torch: it trains on a GPU when the caller finds one and needs torch to score.
+    uses_torch: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         if config is None:

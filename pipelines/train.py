@@ -34,7 +34,7 @@ from pipelines.params import ModelFamily, Params
 from pipelines.steps import StepContext, StepResult, project_relative
 
 if TYPE_CHECKING:
-    from models.base import EpochCallback, FitContext, Recommender
+    from models.base import Device, EpochCallback, FitContext, IntArray, Recommender
     from models.package import ModelPackage
     from pipelines.features import FeatureSet
 
@@ -59,6 +59,9 @@ PIP_REQUIREMENTS = [
     "implicit==0.7.3",
 ]
 
+#: Added to the logged model's requirements for families that run on torch.
+TORCH_REQUIREMENTS = ["torch==2.13.0"]
+
 #: Which events a fit sees: ``train`` (the selection fit) or ``train_valid`` (the package refit).
 FitSplit = Literal["train", "train_valid"]
 
@@ -71,11 +74,30 @@ def model_hyperparameters(family: ModelFamily, params: Params) -> dict[str, Any]
     return params.train.family_params(family)
 
 
-def fit_context(params: Params, threads: int = 0) -> FitContext:
-    """Seed from params.yaml, the CPU, and ``threads`` worker threads (0: every available core)."""
+def fit_context(params: Params, threads: int = 0, device: Device = "cpu") -> FitContext:
+    """Seed from params.yaml, ``device``, and ``threads`` worker threads (0: every available core)."""
     from models.base import FitContext
 
-    return FitContext(seed=params.seed, device="cpu", threads=threads)
+    return FitContext(seed=params.seed, device=device, threads=threads)
+
+
+def training_device(family: ModelFamily) -> Device:
+    """``cuda`` for a torch family when torch sees a GPU, else ``cpu`` (other families never import torch)."""
+    from models import family_class
+
+    if not family_class(family).uses_torch:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def item_features(fs: FeatureSet) -> dict[str, IntArray]:
+    """The item table's categorical codes (-1 = unknown) that families may embed (see ``Interactions``)."""
+    import numpy as np
+
+    columns = [c for c in ("category_idx", "brand_idx", "price_bucket") if c in fs.item_table.columns]
+    return {c: fs.item_table[c].to_numpy(dtype=np.int64) for c in columns}
 
 
 def training_cutoff(fs: FeatureSet, fitted_on: FitSplit) -> datetime:
@@ -97,13 +119,17 @@ def fit_family(
     ``fitted_on="train"`` fits on the train split and hands the validation split to the family for early
     stopping; ``"train_valid"`` fits on everything before the test period (no validation data left).
     """
+    from dataclasses import replace
+
     from models import create_model
 
     model = create_model(family, params.train.config(family))
     ctx = ctx or fit_context(params)
+    features = item_features(fs)
     if fitted_on == "train":
-        return model.fit(fs.interactions("train"), fs.interactions("valid"), ctx, on_epoch)
-    return model.fit(fs.interactions("train_valid"), None, ctx, on_epoch)
+        train = replace(fs.interactions("train"), item_features=features)
+        return model.fit(train, fs.interactions("valid"), ctx, on_epoch)
+    return model.fit(replace(fs.interactions("train_valid"), item_features=features), None, ctx, on_epoch)
 
 
 def build_package(model: Recommender, fs: FeatureSet, fitted_on: FitSplit = "train_valid") -> ModelPackage:
@@ -155,7 +181,7 @@ def run_train(ctx: StepContext, family_name: str) -> StepResult:
         )
     family: ModelFamily = family_name
     threads = limit_threads()  # once per process: one BLAS thread, the cores for the family's own workers
-    fit_ctx = fit_context(params, threads)
+    fit_ctx = fit_context(params, threads, training_device(family))
     fs = read_features(settings.artifacts_dir / "features")
 
     # Pure core: the two fits (per-epoch metrics are kept and logged with the run below).
@@ -170,6 +196,10 @@ def run_train(ctx: StepContext, family_name: str) -> StepResult:
         family, fs, params, "train_valid", fit_ctx, lambda e, m: epochs["train"].append((e, m))
     )
     fit_seconds = time.perf_counter() - started
+    from models.sequential.distributed import is_primary_process
+
+    if not is_primary_process():  # a torchrun rank other than 0: rank 0 writes and tracks
+        return StepResult(step=f"train@{family}", metrics={"fit_seconds": fit_seconds})
 
     # I/O: both packages replace the family's folder at once.
     from models.package import package_digest
@@ -254,6 +284,8 @@ def _track(
         for prefix, history in epochs.items():
             for epoch, values in history:
                 mlflow.log_metrics({f"{prefix}_{k}": float(v) for k, v in values.items()}, step=epoch)
+        if any(epochs.values()):
+            mlflow.log_figure(training_curve_figure(family, epochs), "training_curve.png")
         mlflow.log_metrics(metrics)
         example = pd.DataFrame({"history": [[str(fs.item_ids[0])]]})
         info = mlflow.pyfunc.log_model(
@@ -262,7 +294,7 @@ def _track(
             artifacts={PACKAGE_DIR: str(out / PACKAGE_DIR)},
             signature=pyfunc_signature(),
             input_example=(example, {"k": 10}),
-            pip_requirements=PIP_REQUIREMENTS,
+            pip_requirements=PIP_REQUIREMENTS + (TORCH_REQUIREMENTS if _uses_torch(family) else []),
         )
         model_id = str(getattr(info, "model_id", "") or "")
         mlflow.set_tags(
@@ -282,6 +314,36 @@ def _track(
         "package_digest": tags[TAG_PACKAGE_DIGEST],
         "training_cutoff": tags[TAG_TRAINING_CUTOFF],
     }
+
+
+def training_curve_figure(family: str, epochs: dict[str, list[tuple[int, dict[str, float]]]]) -> Any:
+    """Per-epoch loss and validation NDCG@10 of both fits as a matplotlib figure (an MLflow artifact)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["loss", "valid_ndcg_at_10"]
+    fig, axes = plt.subplots(1, len(names), figsize=(10, 3.5))
+    for ax, name in zip(axes, names, strict=True):
+        for fit, history in epochs.items():
+            points = [(epoch, values[name]) for epoch, values in history if name in values]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=fit)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        if ax.has_data():
+            ax.legend()
+    fig.suptitle(f"{family}: training curve")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _uses_torch(family: str) -> bool:
+    from models import family_class
+
+    return family_class(family).uses_torch
 
 
 # ------------------------------------------------------------------------------------------- records

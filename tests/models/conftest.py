@@ -30,6 +30,8 @@ TEST_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     # Two factors match the two blocks of the toy data (more would overfit 12 items; any seed passes).
     "als": {"factors": 2, "iterations": 15, "regularization": 0.5, "alpha": 2.0},
     "itemknn": {"shrinkage": 1.0},
+    # A tiny transformer: 12 items, histories of about 9 events (fits in about a second).
+    "sasrec": {"hidden_size": 16, "max_len": 10, "batch_size": 16, "max_epochs": 30, "learning_rate": 0.01},
 }
 #: How the suite fits: fixed seed, one worker thread.
 FIT_CONTEXT = FitContext(seed=0, threads=1)

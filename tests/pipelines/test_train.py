@@ -37,10 +37,13 @@ from pipelines.train import (
     TAG_PACKAGE_DIGEST,
     build_package,
     fit_family,
+    item_features,
     model_dir,
     read_train_record,
     record_path,
     run_train,
+    training_curve_figure,
+    training_device,
 )
 from registry.client import mlflow_client
 from tests.registry_helpers import write_features_for
@@ -283,3 +286,36 @@ def test_two_fits_of_the_feature_set_save_the_same_bytes(
         model = fit_family(family, fs, params, "train_valid", FitContext(seed=params.seed, threads=threads))
         build_package(model, fs).save(tmp_path / name)
     assert package_digest(tmp_path / "a") == package_digest(tmp_path / "b")
+
+
+# ------------------------------------------------------------------------------------------- torch families
+
+
+def test_item_features_are_the_item_tables_codes(recops_settings: Settings) -> None:
+    fs = write_features_for(recops_settings)
+    features = item_features(fs)
+    assert sorted(features) == ["brand_idx", "category_idx", "price_bucket"]
+    for name, codes in features.items():
+        assert codes.shape == (fs.n_items,)
+        np.testing.assert_array_equal(codes, fs.item_table[name].to_numpy())
+
+
+def test_only_torch_families_look_for_a_gpu() -> None:
+    import torch
+
+    assert training_device("als") == "cpu"
+    assert training_device("sasrec") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_training_curve_plots_loss_and_validation_ndcg_per_fit() -> None:
+    epochs = {
+        "selection_train": [
+            (1, {"loss": 2.0, "valid_ndcg_at_10": 0.1}),
+            (2, {"loss": 1.5, "valid_ndcg_at_10": 0.2}),
+        ],
+        "train": [(1, {"loss": 2.1}), (2, {"loss": 1.4})],
+    }
+    loss_axis, ndcg_axis = training_curve_figure("sasrec", epochs).axes
+    assert len(loss_axis.lines) == 2, "one loss curve per fit"
+    assert len(ndcg_axis.lines) == 1, "only the selection fit has validation data"
+    assert list(ndcg_axis.lines[0].get_ydata()) == [0.1, 0.2]

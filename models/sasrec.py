@@ -1,0 +1,383 @@
+"""SASRec-class sequential transformer (Kang & McAuley 2018) trained with softmax cross-entropy (SASRec+).
+
+A shopper is their item sequence. The network (:mod:`models.sequential.network`) reads the last
+``max_len`` items through causal self-attention and scores every item as the next one; the score is a dot
+product with the item vectors, so the top-K is one matrix-vector product after the encoder.
+
+Training follows the SASRec+ / gSASRec findings (Klenitskiy & Vasilev 2023; Petrov & Macdonald 2023): every
+position of every sequence predicts the next item with **full softmax cross-entropy over all items**
+(``loss="full_ce"``), far better than the original one-negative binary loss; ``loss="sampled_ce"`` scores
+the batch's targets plus ``negatives`` uniformly drawn items instead, for large catalogues. Optional item
+features (category, brand, price bucket from the features stage) are embedded and added to the item
+embeddings, so items nobody used yet still get a sensible vector.
+
+Early stopping reads only the validation split (NDCG@10, full ranking, histories = train sequences); the
+best epoch's weights are kept. Same seed, same thread count, same data: same model. ``torchrun`` with
+several processes trains with DistributedDataParallel (:mod:`models.sequential.distributed`). torch is
+imported inside the methods only, so ``import models`` and this config class stay torch-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+
+from models.base import (
+    EpochCallback,
+    FitContext,
+    FloatArray,
+    IntArray,
+    Interactions,
+    ModelConfig,
+    ModelLoadError,
+    Recommender,
+)
+from models.sequential.windows import (
+    crop_padding,
+    input_tokens,
+    length_batches,
+    ndcg_at_k,
+    prepare,
+    training_windows,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.sequential.network import SASRecNetwork
+
+log = logging.getLogger(__name__)
+
+#: Histories encoded at once when scoring (memory: this x max_len x hidden_size floats, then x n_items).
+SCORE_BATCH = 256
+#: Prefix of the network's tensors among the saved weights.
+NET_PREFIX = "net."
+
+
+class SASRecConfig(ModelConfig):
+    """Hyper-parameters of :class:`SASRecRecommender` (params.yaml ``train.sasrec``).
+
+    Attributes:
+        hidden_size: width of item, position and hidden vectors (a multiple of ``num_heads``).
+        num_blocks: transformer blocks.
+        num_heads: attention heads per block.
+        max_len: the most recent items the model reads.
+        dropout: dropout on inputs, attention weights and block outputs.
+        ffn_multiplier: the feed-forward layer is ``ffn_multiplier * hidden_size`` wide.
+        learning_rate, weight_decay: Adam(W) settings.
+        batch_size: training windows per step.
+        windows_per_user: train on each user's newest ``windows_per_user`` windows of ``max_len`` items
+            only (0: the whole history; 1: the original SASRec's last ``max_len`` items).
+        max_epochs: epochs at most; patience: epochs without a better validation NDCG@10 before stopping.
+        loss: ``full_ce`` (softmax over every item) or ``sampled_ce`` (targets + ``negatives`` uniform items).
+        negatives: uniformly sampled items per step for ``sampled_ce``.
+        use_item_features: embed the item features the data carries (category, brand, price bucket).
+        collapse_repeats: read consecutive events on one item as one step (the view -> purchase funnel).
+        valid_max_users: validation users scored each epoch for early stopping (a seeded sample).
+        compile: run the training step through ``torch.compile``.
+    """
+
+    hidden_size: int = Field(64, ge=4)
+    num_blocks: int = Field(2, ge=1)
+    num_heads: int = Field(1, ge=1)
+    max_len: int = Field(50, ge=2)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    ffn_multiplier: int = Field(1, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(128, ge=1)
+    windows_per_user: int = Field(0, ge=0)
+    max_epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)
+    loss: Literal["full_ce", "sampled_ce"] = "full_ce"
+    negatives: int = Field(1024, ge=1)
+    use_item_features: bool = True
+    collapse_repeats: bool = True
+    valid_max_users: int = Field(5000, ge=1)
+    compile: bool = False
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> Self:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}"
+            )
+        return self
+
+
+class SASRecRecommender(Recommender):
+    """Next-item scores from a causal transformer over the history; see the module docstring."""
+
+    family = "sasrec"
+    config_class = SASRecConfig
+    uses_torch = True
+    config: SASRecConfig
+
+    def __init__(self, config: SASRecConfig | None = None) -> None:
+        super().__init__(config)
+        self.network: SASRecNetwork | None = None
+        #: Item vectors of the eval-mode network, computed once per set of weights: (I + 1, d) by token,
+        #: and (d, I) by item, the layout that makes one shopper's dot products fastest (contiguous reads).
+        self._vectors: torch.Tensor | None = None
+        self._item_matrix: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------------------------------- fitting
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
+        import torch
+        from tqdm.auto import tqdm
+
+        from models.sequential.distributed import from_primary, join_process_group, mean_over_group
+
+        cfg = self.config
+        group = join_process_group(ctx.device)
+        device = torch.device("cuda", group.local_rank) if ctx.device == "cuda" else torch.device("cpu")
+        torch.set_num_threads(ctx.resolved_threads())
+        torch.manual_seed(ctx.seed)  # initial weights and dropout; DDP copies rank 0's weights to all ranks
+
+        sequences = [prepare(h, cfg.collapse_repeats) for h in train.histories()]
+        windows_np = training_windows(sequences, cfg.max_len, cfg.windows_per_user)  # (W, L + 1)
+        lengths = (windows_np != 0).sum(axis=1)  # real tokens per window
+        windows = torch.from_numpy(windows_np)
+        net = self._new_network(_feature_codes(train, cfg.use_item_features)).to(device)
+        self.network, self._vectors, self._item_matrix = net, None, None
+        check = _ValidationCheck(sequences, valid, cfg, ctx.seed) if valid is not None else None
+        if len(windows) == 0:
+            log.warning("sasrec: no history has two items; the network keeps its initial weights")
+            self._finish(net)
+            return
+
+        module: torch.nn.Module = net
+        if group.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            gpus = [device.index] if device.type == "cuda" else None
+            module = DistributedDataParallel(net, device_ids=gpus)
+        step: Callable[..., torch.Tensor] = torch.compile(module) if cfg.compile else module
+        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        sampler: torch.utils.data.DistributedSampler[tuple[torch.Tensor, ...]]
+        sampler = torch.utils.data.DistributedSampler(
+            torch.utils.data.TensorDataset(windows),
+            num_replicas=group.world_size,
+            rank=group.rank,
+            shuffle=True,
+            seed=ctx.seed,
+        )
+        negatives = torch.Generator().manual_seed(ctx.seed + 7919 * (group.rank + 1))
+
+        best_ndcg, best_epoch, best_state = -1.0, 0, None
+        # Progress on a terminal only (tqdm disables itself elsewhere), and on rank 0 only.
+        progress = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", disable=None if group.primary else True)
+        for epoch in progress:
+            started = time.perf_counter()
+            sampler.set_epoch(epoch)
+            order = np.fromiter(iter(sampler), dtype=np.int64)  # this rank's shuffled windows
+            epoch_rng = np.random.default_rng([ctx.seed, epoch])
+            net.train()
+            total, steps = 0.0, 0
+            for rows in length_batches(order, lengths, cfg.batch_size, epoch_rng):
+                # (B, L' + 1): similar-length windows, all-padding columns cropped
+                batch = torch.from_numpy(crop_padding(windows_np[rows], keep_last=2)).to(device)
+                loss = self._loss(step, batch, negatives, device)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                total, steps = total + float(loss.item()), steps + 1
+            seconds = time.perf_counter() - started
+            metrics = {
+                "loss": mean_over_group(total / max(steps, 1), group),
+                "sequences_per_s": len(order) * group.world_size / max(seconds, 1e-9),
+                "seconds": seconds,
+            }
+            if check is not None:
+                ndcg = check.ndcg(self, net) if group.primary else 0.0
+                metrics["valid_ndcg_at_10"] = from_primary(ndcg, group)
+            if group.primary:
+                progress.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "seconds"})
+                log.info("sasrec epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            if check is None:
+                continue
+            if metrics["valid_ndcg_at_10"] > best_ndcg:
+                best_ndcg, best_epoch = metrics["valid_ndcg_at_10"], epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            elif epoch - best_epoch >= cfg.patience:
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)  # the best validation epoch's weights
+            log.info("sasrec: best validation NDCG@10 %.4f at epoch %d", best_ndcg, best_epoch)
+        self._finish(net)
+
+    def _loss(
+        self,
+        step: Callable[..., torch.Tensor],
+        batch: torch.Tensor,
+        negatives: torch.Generator,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """Cross-entropy of every real (input, next item) pair of a batch of windows ``(B, L + 1)``."""
+        import torch
+        import torch.nn.functional as F
+
+        tokens, targets = batch[:, :-1], batch[:, 1:]  # (B, L) each: position t predicts token t + 1
+        positions = ((tokens != 0) & (targets != 0)).nonzero()  # (N, 2)
+        wanted = targets[positions[:, 0], positions[:, 1]] - 1  # (N,) item indices
+        candidates: torch.Tensor | None = None
+        if self.config.loss == "sampled_ce":
+            drawn = torch.randint(0, self.n_items, (self.config.negatives,), generator=negatives).to(device)
+            candidates = torch.unique(torch.cat([wanted, drawn]))  # (C,) sorted
+            wanted = torch.searchsorted(candidates, wanted)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            scores = step(tokens, positions, candidates)  # (N, I) or (N, C)
+        return F.cross_entropy(scores.float(), wanted)
+
+    def _new_network(
+        self, features: Mapping[str, IntArray], sizes: Mapping[str, int] | None = None
+    ) -> SASRecNetwork:
+        """A fresh network; ``features``: per-item codes (0 = unknown), ``sizes``: codes per feature (when
+        loading, where the codes come with the saved weights)."""
+        import torch
+
+        from models.sequential.network import NetworkShape, SASRecNetwork
+
+        cfg = self.config
+        names = sorted(features if sizes is None else sizes)
+        if sizes is None:
+            sizes = {n: int(features[n].max(initial=0)) + 1 for n in names}
+        shape = NetworkShape(
+            n_items=self.n_items,
+            hidden_size=cfg.hidden_size,
+            num_blocks=cfg.num_blocks,
+            num_heads=cfg.num_heads,
+            max_len=cfg.max_len,
+            dropout=cfg.dropout,
+            ffn_multiplier=cfg.ffn_multiplier,
+            feature_sizes={n: sizes[n] for n in names},
+        )
+        net = SASRecNetwork(shape)
+        if names and features:
+            net.set_feature_codes(torch.from_numpy(np.stack([features[n] for n in names], axis=1)))
+        return net
+
+    def _finish(self, net: SASRecNetwork) -> None:
+        """Keep the fitted network on the CPU in eval mode (scoring runs in-process on the CPU)."""
+        self.network = net.cpu().eval()
+        self._vectors = self._item_matrix = None
+
+    # ------------------------------------------------------------------------------------------- scoring
+    def score(self, histories: Sequence[IntArray]) -> FloatArray:
+        """Next-item scores ``(len(histories), n_items)`` from the last ``max_len`` items of each history."""
+        import torch
+
+        self._check_fitted()
+        for history in histories:
+            if len(history) and (int(np.min(history)) < 0 or int(np.max(history)) >= self.n_items):
+                raise ValueError(f"history item index out of range [0, {self.n_items})")
+        if self.network is None:
+            raise RuntimeError("sasrec model is not fitted")
+        if self._vectors is None or self._item_matrix is None:
+            with torch.inference_mode():
+                self._vectors = self.network.eval().item_vectors().detach().clone()
+                self._item_matrix = self._vectors[1:].T.contiguous()
+        return self._score_with(self.network, self._vectors, histories, self._item_matrix)
+
+    def _score_with(
+        self,
+        net: SASRecNetwork,
+        vectors: torch.Tensor,
+        histories: Sequence[IntArray],
+        item_matrix: torch.Tensor | None = None,
+    ) -> FloatArray:
+        """Scores from an eval-mode ``net``, its ``vectors`` (I + 1, d) and ``item_matrix`` (d, I)."""
+        import torch
+
+        cfg = self.config
+        out = np.empty((len(histories), self.n_items), dtype=np.float32)
+        on_cpu = vectors.device.type == "cpu"
+        with torch.inference_mode():
+            for start in range(0, len(histories), SCORE_BATCH):
+                chunk = histories[start : start + SCORE_BATCH]
+                tokens = torch.from_numpy(
+                    crop_padding(input_tokens(chunk, cfg.max_len, cfg.collapse_repeats))
+                )
+                # (B, d): the state after the newest item, then its dot products with every item (B, I)
+                hidden = net.encode(tokens.to(vectors.device), vectors)[:, -1]
+                if item_matrix is None:
+                    item_matrix = vectors[1:].T.contiguous()
+                if on_cpu:  # written straight into the result
+                    torch.matmul(hidden, item_matrix, out=torch.from_numpy(out[start : start + len(chunk)]))
+                else:
+                    out[start : start + len(chunk)] = (hidden @ item_matrix).float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------------------------------- weights
+    def _weights(self) -> dict[str, NDArray[Any]]:
+        if self.network is None:
+            raise RuntimeError("sasrec model is not fitted")
+        return {NET_PREFIX + k: v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
+
+    def _from_weights(self, weights: dict[str, NDArray[Any]]) -> None:
+        import torch
+
+        state = {k[len(NET_PREFIX) :]: v for k, v in weights.items() if k.startswith(NET_PREFIX)}
+        expected = (self.n_items + 1, self.config.hidden_size)
+        items = state.get("item_embedding.weight")
+        if items is None or items.shape != expected:
+            raise ModelLoadError(f"sasrec item_embedding missing or not of shape {expected}")
+        prefix, suffix = "feature_embeddings.", ".weight"
+        sizes = {
+            k[len(prefix) : -len(suffix)]: int(v.shape[0])
+            for k, v in state.items()
+            if k.startswith(prefix) and k.endswith(suffix)
+        }
+        net = self._new_network({}, sizes)  # the feature codes come with the weights
+        try:
+            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelLoadError(f"sasrec weights do not fit its config: {exc}") from exc
+        self._finish(net)
+
+
+class _ValidationCheck:
+    """NDCG@10 on the validation split for early stopping: train sequence in, that user's valid items out."""
+
+    def __init__(
+        self, sequences: Sequence[IntArray], valid: Interactions, cfg: SASRecConfig, seed: int
+    ) -> None:
+        targets = valid.histories()
+        users = np.array([u for u, t in enumerate(targets) if len(t)], dtype=np.int64)
+        if len(users) > cfg.valid_max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, cfg.valid_max_users, replace=False))
+        self.histories = [sequences[u] for u in users]
+        self.relevant = [np.unique(targets[u]) for u in users]
+
+    def ndcg(self, model: SASRecRecommender, net: SASRecNetwork) -> float:
+        """Score the validation users with ``net`` in eval mode (on its device), then train mode again."""
+        import torch
+
+        net.eval()
+        try:
+            with torch.inference_mode():
+                vectors = net.item_vectors()
+            return ndcg_at_k(model._score_with(net, vectors, self.histories), self.relevant, k=10)
+        finally:
+            net.train()
+
+
+def _feature_codes(train: Interactions, use: bool) -> dict[str, IntArray]:
+    """The data's item features shifted so 0 = unknown (the data's -1), or none when not used."""
+    if not use or not train.item_features:
+        return {}
+    return {name: np.asarray(codes, dtype=np.int64) + 1 for name, codes in train.item_features.items()}

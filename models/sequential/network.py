@@ -1,0 +1,166 @@
+"""The SASRec-class network: causal self-attention over a shopper's item sequence (imports torch).
+
+Read top to bottom: item vectors (an item embedding plus optional item-feature embeddings) -> input layer
+(item vector + learned position, dropout) -> ``num_blocks`` pre-LN transformer blocks with causal
+self-attention -> final layer norm -> scores = dot products with the item vectors (weights tied).
+
+``forward`` returns scores, never a loss: the loss (full or sampled softmax cross-entropy) lives in
+:mod:`models.sasrec`, which also imports this module lazily (so ``import models`` never imports torch).
+
+Shapes: ``B`` sequences, ``L = max_len`` positions, ``d = hidden_size``, ``H`` heads, ``I = n_items``,
+``F`` item features, ``N`` selected (sequence, position) pairs, ``C`` candidate items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    """What the layers' sizes depend on (the family's config plus the data's sizes)."""
+
+    n_items: int
+    hidden_size: int
+    num_blocks: int
+    num_heads: int
+    max_len: int
+    dropout: float
+    ffn_multiplier: int
+    #: item feature name -> number of codes (code 0 = unknown), in a fixed (sorted) order.
+    feature_sizes: Mapping[str, int]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position ``t`` sees positions ``<= t`` that are not padding."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """``x``: (B, L, d); ``allowed``: (B, 1, L, L) booleans, True where a query may see a key."""
+        batch, length, hidden = x.shape
+        # (B, L, 3d) -> 3 x (B, H, L, d/H)
+        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, hidden // self.num_heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        p = self.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, L, d/H)
+        out: Tensor = self.out(attended.transpose(1, 2).reshape(batch, length, hidden))  # (B, L, d)
+        return out
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: ``x + attention(norm(x))``, then ``x + feed_forward(norm(x))``, dropout on both."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, ffn_multiplier: int) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(hidden_size)
+        self.attention = CausalSelfAttention(hidden_size, num_heads, dropout)
+        self.feed_forward_norm = nn.LayerNorm(hidden_size)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden_size, ffn_multiplier * hidden_size),
+            nn.GELU(),
+            nn.Linear(ffn_multiplier * hidden_size, hidden_size),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), allowed))  # (B, L, d)
+        out: Tensor = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))  # (B, L, d)
+        return out
+
+
+class SASRecNetwork(nn.Module):
+    """Token ``0`` is padding and token ``i + 1`` is item ``i`` (see :mod:`models.sequential.windows`)."""
+
+    def __init__(self, shape: NetworkShape) -> None:
+        super().__init__()
+        if shape.hidden_size % shape.num_heads:
+            raise ValueError(
+                f"hidden_size {shape.hidden_size} is not a multiple of num_heads {shape.num_heads}"
+            )
+        self.shape = shape
+        d = shape.hidden_size
+        self.item_embedding = nn.Embedding(shape.n_items + 1, d, padding_idx=0)  # (I + 1, d)
+        names = sorted(shape.feature_sizes)
+        self.feature_embeddings = nn.ModuleDict({n: nn.Embedding(shape.feature_sizes[n], d) for n in names})
+        # Feature codes per token (row 0: padding, all 0); filled by set_feature_codes. (I + 1, F)
+        self.register_buffer("feature_codes", torch.zeros(shape.n_items + 1, len(names), dtype=torch.long))
+        self.position_embedding = nn.Embedding(shape.max_len, d)  # (L, d)
+        self.input_dropout = nn.Dropout(shape.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d, shape.num_heads, shape.dropout, shape.ffn_multiplier)
+            for _ in range(shape.num_blocks)
+        )
+        self.final_norm = nn.LayerNorm(d)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small normal embeddings (std 0.02, padding row zero) and PyTorch's default for the rest."""
+        for embedding in (self.item_embedding, self.position_embedding, *self.feature_embeddings.values()):
+            assert isinstance(embedding, nn.Embedding)
+            nn.init.normal_(embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def set_feature_codes(self, codes: Tensor) -> None:
+        """``codes``: (I, F) int codes per item in sorted feature-name order, 0 = unknown."""
+        buffer: Tensor = self.feature_codes  # type: ignore[assignment]
+        with torch.no_grad():
+            buffer[1:] = codes.to(buffer.device)
+
+    def item_vectors(self) -> Tensor:
+        """(I + 1, d): each token's item embedding plus the embeddings of its features."""
+        vectors = self.item_embedding.weight
+        codes: Tensor = self.feature_codes  # type: ignore[assignment]
+        for column, embedding in enumerate(self.feature_embeddings.values()):
+            vectors = vectors + embedding(codes[:, column])
+        return vectors
+
+    def encode(self, tokens: Tensor, vectors: Tensor) -> Tensor:
+        """``tokens``: (B, L') left-padded, L' <= L; ``vectors``: (I + 1, d) -> hidden states (B, L', d).
+
+        Inputs may be cropped to their longest real sequence (L' < L): the last column is always position
+        L - 1, so a cropped batch gives exactly the hidden states of the full-width one (padding is masked).
+        """
+        length = tokens.shape[1]
+        real = tokens != 0  # (B, L')
+        positions = torch.arange(self.shape.max_len - length, self.shape.max_len, device=tokens.device)
+        x = vectors[tokens] + self.position_embedding(positions)[None]  # (B, L, d)
+        x = self.input_dropout(x) * real[..., None]
+        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()  # (L, L)
+        # A query sees earlier real keys; padding queries see themselves only (no empty softmax rows).
+        eye = torch.eye(length, dtype=torch.bool, device=tokens.device)
+        allowed = ((causal[None] & real[:, None, :]) | eye[None])[:, None]  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, allowed)
+        hidden: Tensor = self.final_norm(x)  # (B, L, d)
+        return hidden
+
+    def forward(
+        self, tokens: Tensor, positions: Tensor | None = None, candidates: Tensor | None = None
+    ) -> Tensor:
+        """Scores of items as the next token.
+
+        Args:
+            tokens: (B, L) left-padded input tokens.
+            positions: (N, 2) (sequence, position) pairs to score; None: the last position of each sequence
+                (N = B), which is what serving asks.
+            candidates: (C,) item indices to score; None: every item (C = I).
+        Returns:
+            (N, C) scores: hidden state at each position · item vector.
+        """
+        vectors = self.item_vectors()  # (I + 1, d)
+        hidden = self.encode(tokens, vectors)  # (B, L, d)
+        picked = hidden[:, -1] if positions is None else hidden[positions[:, 0], positions[:, 1]]  # (N, d)
+        table = vectors[1:] if candidates is None else vectors[candidates + 1]  # (C, d)
+        return picked @ table.T  # (N, C)
