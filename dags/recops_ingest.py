@@ -2,7 +2,8 @@
 
 fetch (generator or landing folder) -> validate (the Great Expectations gate) -> publish (``data/<day>/``,
 ``data.dvc``, verified DVC push) -> announce (updates the ``recops_published_data`` Asset, which schedules
-``recops_train``).
+``recops_train``) and, beside it, online_seed (rebuilds the scoring service's online-store seed from the
+published data; same data, same digest, nothing rewritten).
 
 * Daily, ``catchup`` on, one run at a time: run D ingests the batch of UTC day D after the day ended
   (``CronDataIntervalTimetable``: logical date = start of the interval). Backfill with
@@ -104,7 +105,16 @@ def recops_ingest() -> None:
         get_current_context()["outlet_events"][PUBLISHED_DATA].extra = extra
         return extra
 
-    announce(publish(validate(fetch())))
+    @task(pool=DVC_POOL)  # reads data/ as one version: not while another task pulls or publishes
+    def online_seed() -> dict[str, Any]:
+        from pipelines.orchestration import serving_tasks
+
+        ctx = get_current_context()
+        return serving_tasks.refresh_online_seed(dag_run_id=ctx["run_id"], actor=actor(ctx))
+
+    published = publish(validate(fetch()))
+    announce(published)
+    published >> online_seed()
 
 
 recops_ingest()

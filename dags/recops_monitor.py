@@ -5,6 +5,11 @@ events on items the champion does not know; thresholds in ``params.yaml`` ``moni
 
 * The report (an HTML page with plots) is written to ``runtime/monitor/<day>/`` and logged to the MLflow
   experiment ``recops-monitoring`` with the drift metrics, the thresholds and the verdict.
+* Online metrics: when the scoring service's feedback store exists in the metadata database
+  (``RECOPS_METADATA_DB_URL``, the same as the service's), click-through and conversion per model version
+  and A/B variant over the ``monitor.online_window_days`` before the logical date (which ``measure``
+  passes on) join the report; a champion below ``monitor.online_min_click_through`` counts as a reason.
+  The feedback itself reaches training through ``recops_feedback``.
 * When a signal is past its threshold and data was published since the champion was trained,
   ``request_retrain`` updates the ``recops_retrain_request`` Asset (which schedules ``recops_train``); the
   event's ``extra`` records why (the reasons, the champion version, the MLflow run). Otherwise it is skipped.

@@ -9,6 +9,8 @@
 * Idempotent: clearing and re-running a DAG run leaves ``dvc.lock`` as it was and registers no second
   model version (the registry is keyed on the lineage of code, data and params).
 * With too few published days for the temporal split, ``plan`` skips the run (nothing to train yet).
+* After promote, ``online_seed`` rebuilds the scoring service's online-store seed from the data this run
+  pulled (idempotent: an unchanged digest rewrites nothing), whatever the promotion decided.
 """
 
 from __future__ import annotations
@@ -97,9 +99,16 @@ def recops_train() -> None:
         ctx = get_current_context()
         return tasks.promote(dag_run_id=ctx["run_id"], actor=actor(ctx))
 
+    @task(pool=DVC_POOL)  # reads data/ as one version: not while another task pulls or publishes
+    def online_seed() -> dict[str, Any]:
+        from pipelines.orchestration import serving_tasks
+
+        ctx = get_current_context()
+        return serving_tasks.refresh_online_seed(dag_run_id=ctx["run_id"], actor=actor(ctx))
+
     planned = plan()
     trained = train.expand(family=planned)
-    pull_data() >> planned >> features() >> trained >> evaluate() >> register() >> promote()
+    pull_data() >> planned >> features() >> trained >> evaluate() >> register() >> promote() >> online_seed()
 
 
 recops_train()

@@ -6,6 +6,12 @@ without the user's rows (:func:`core.fsio.atomic_file`: temp file + rename, so r
 new file, never half of one), under the same data lock as publish, then ``dvc add data`` and a verified push
 record the new version.
 
+What the scoring service keeps of the shopper goes too (:func:`forget_served`): their feedback rows and
+served lists in the metadata database (:func:`core.feedback.forget_feedback`, as ``DELETE /users/{id}``
+does) and their row of the online-store seed (rebuilt from the published data, which no longer holds them).
+The live online state of a running service is its own: ``DELETE /users/{id}`` drops it, and a service
+never loads a forgotten shopper from a seed.
+
 Old versions stay in the DVC cache, on the remote and in git history until purged; the result lists the
 cache objects (MD5s) that still hold the user's events, and ``docs/operations.md`` ("Forgetting a user")
 explains how to delete them. Forgetting an absent user changes nothing and is not an error (the desired
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -47,6 +54,9 @@ from pipelines.datastore import (
 from pipelines.dvc_objects import check_remote
 from pipelines.dvc_ops import dvc_add, repo_relative
 from pipelines.publish import push_recorded
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -206,3 +216,56 @@ def forget_user(
         pushed=pushed,
         denied=denied,
     )
+
+
+@dataclass(frozen=True)
+class ServedForgetResult:
+    """What :func:`forget_served` did.
+
+    Attributes:
+        feedback_rows: Feedback rows and served lists deleted from the metadata database; None when it holds
+            no feedback store (the scoring service never ran against it).
+        seed_rewritten: True when the online-store seed was rebuilt without the shopper, False when it did
+            not hold them (same digest), None when there is no seed.
+    """
+
+    feedback_rows: int | None
+    seed_rewritten: bool | None
+
+
+def forget_feedback_rows(settings: Settings, pseudonym: str) -> int | None:
+    """Delete the shopper's feedback rows and served lists; None when there is no feedback store."""
+    import sqlalchemy as sa
+
+    from core.feedback import (
+        FEEDBACK_TABLE,
+        RECOMMENDATIONS_TABLE,
+        create_feedback_tables,
+        feedback_engine,
+        forget_feedback,
+    )
+
+    engine = feedback_engine(settings)
+    present = {FEEDBACK_TABLE, RECOMMENDATIONS_TABLE} & set(sa.inspect(engine).get_table_names())
+    if not present:
+        return None
+    create_feedback_tables(engine)  # a store with one table of the two: the delete needs both
+    return forget_feedback(engine, pseudonym)
+
+
+def forget_served(settings: Settings, pseudonym: str, *, actor: str = "recops") -> ServedForgetResult:
+    """Forget what the scoring service keeps of a shopper (after :func:`forget_user`, whose deny-list
+    leaves them out of the seed): feedback rows and served lists, then the online-store seed is rebuilt
+    when there is one (``params.yaml`` is read only then)."""
+    from core.online_seed import seed_paths
+    from pipelines.online.seed import run_online_seed
+    from pipelines.params import load_params
+    from pipelines.steps import StepContext
+
+    rows = forget_feedback_rows(settings, pseudonym)
+    seed_file, manifest = seed_paths(settings)
+    rewritten: bool | None = None
+    if seed_file.exists() or manifest.exists():
+        ctx = StepContext(settings, load_params(settings.params_file), actor=actor)
+        rewritten = bool(run_online_seed(ctx).info["changed"])
+    return ServedForgetResult(feedback_rows=rows, seed_rewritten=rewritten)

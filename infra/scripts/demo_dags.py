@@ -272,7 +272,7 @@ def main_demo(dag_days: int) -> int:
     expect(dag_run.state == "failed", f"the broken batch's run ended {dag_run.state}", failures)
     expect(
         states == {"fetch": "success", "validate": "failed", "publish": "upstream_failed",
-                   "announce": "upstream_failed"},
+                   "announce": "upstream_failed", "online_seed": "upstream_failed"},
         f"the broken batch's tasks: {states}",
         failures,
     )  # fmt: skip

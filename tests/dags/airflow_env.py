@@ -14,7 +14,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO_ROOT / "dags"
 VENV_BIN = Path(sys.executable).parent
-DAG_IDS = ("recops_ingest", "recops_train", "recops_monitor")
+DAG_IDS = ("recops_ingest", "recops_train", "recops_monitor", "recops_feedback")
 DVC_POOL = "recops_dvc"
 
 

@@ -7,7 +7,8 @@ through the DAG (published, Asset event) -> the same DAG run again (idempotent: 
 (same ``dvc.lock``, no second model version) -> a new train DAG run on the same data (its own parent run,
 still no second version) -> a broken day 21 from a landing folder (fails at the gate, quarantined, nothing
 downstream runs, champion unchanged) -> monitor: drift but no new data (no request) -> day 21 published ->
-monitor: drift and new data (retraining requested through the Asset, with the reasons).
+monitor: drift and new data (retraining requested through the Asset, with the reasons) -> the scoring
+service's feedback through ``recops_feedback`` (exported, gated, published, announced; a rerun: unchanged).
 
 The tests are ordered steps sharing one project (``STEPS``); a failed step skips the rest.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def test_01_ingest_publishes_the_day_and_updates_the_asset(
         run = run_dag(dags["recops_ingest"], INGEST_DAY)
     states = task_states(run)
     assert run.state == "success", states
-    assert states == {t: ["success"] for t in ("fetch", "validate", "publish", "announce")}
+    assert states == {t: ["success"] for t in ("fetch", "validate", "publish", "announce", "online_seed")}
     published = xcom(run, "publish")
     assert published["info"]["status"] == "published" and published["info"]["batch_id"] == "2026-01-20"
     assert published["outputs"]["data"] == "data/2026-01-20"
@@ -154,6 +155,7 @@ def test_02_rerunning_the_ingest_run_is_idempotent(
     states = task_states(run)
     assert run.state == "success", states
     assert states["publish"] == ["success"] and states["announce"] == ["skipped"]
+    assert states["online_seed"] == ["success"] and xcom(run, "online_seed")["info"]["changed"] is False
     assert xcom(run, "publish")["info"]["status"] == "unchanged"
     assert data_md5(project) == state["ingest_md5"]
     assert asset_events(ASSET) == events_before, "an unchanged publish must not announce (no training)"
@@ -254,7 +256,7 @@ def test_06_a_bad_batch_fails_at_the_gate_and_nothing_downstream_runs(
     states = task_states(run)
     assert run.state == "failed", states
     assert states == {"fetch": ["success"], "validate": ["failed"], "publish": ["upstream_failed"],
-                      "announce": ["upstream_failed"]}  # fmt: skip
+                      "announce": ["upstream_failed"], "online_seed": ["upstream_failed"]}  # fmt: skip
     assert task_instances(run, "validate")[0]["try_number"] == 1, "a failed gate must not retry"
 
     quarantine = project.root / "runtime" / "quarantine" / "2026-01-21"
@@ -313,3 +315,47 @@ def test_08_new_data_with_drift_requests_retraining_through_the_asset(
     assert event["extra"]["monitor_run_id"] == measured["run_ids"]["monitor"]
     assert event["extra"]["champion_version"] == state["champion"]
     assert event["extra"]["data_md5"] == data_md5(project) != measured["info"]["champion_data_md5"]
+
+
+# ------------------------------------------------------------------------------------- feedback
+
+
+def test_09_feedback_is_exported_gated_published_and_announced(
+    project: E2EProject, dags: dict[str, Any], state: dict[str, Any]
+) -> None:
+    """The scoring service's clicks (stored in the metadata database) become a published batch."""
+    with project_environment(project):
+        from core.feedback import create_feedback_tables, feedback_engine, record_feedback
+        from core.settings import get_settings
+
+        day = pd.read_parquet(project.root / "data" / "2026-01-21" / "events.parquet")
+        engine = feedback_engine(get_settings())
+        create_feedback_tables(engine)
+        at = datetime(2026, 1, 22, 9, tzinfo=UTC)
+        record_feedback(
+            engine,
+            [{"recommendation_id": "rec-1", "user_id": str(day["user_id"].iloc[n]),
+              "item_id": str(day["item_id"].iloc[n]), "kind": kind, "model_version": state["champion"],
+              "variant": "champion", "ts": at + timedelta(seconds=n)}
+             for n in range(3) for kind in ("impression", "click")],
+        )  # fmt: skip
+        before = len(asset_events(ASSET))
+        run = run_dag(dags["recops_feedback"], datetime(2026, 1, 23, tzinfo=UTC))
+        states = task_states(run)
+        assert run.state == "success", states
+        assert states == {
+            t: ["success"] for t in ("export", "validate", "publish", "announce", "online_seed")
+        }
+        exported = xcom(run, "export")
+        assert exported["info"]["batch_id"] == "2026-01-22T235000Z-feedback"
+        assert exported["metrics"]["exported"] == 3.0
+        assert (project.root / "data" / exported["info"]["batch_id"] / "events.parquet").is_file()
+        (event,) = asset_events(ASSET)[before:]
+        assert event["extra"]["source"] == "feedback" and event["extra"]["data_md5"] == data_md5(project)
+
+        again = run_dag(dags["recops_feedback"], datetime(2026, 1, 23, tzinfo=UTC))  # cleared and re-run
+        states = task_states(again)
+        assert again.state == "success", states
+        assert xcom(again, "export")["info"]["reused"] is True
+        assert xcom(again, "publish")["info"]["status"] == "unchanged" and states["announce"] == ["skipped"]
+        assert len(asset_events(ASSET)) == before + 1

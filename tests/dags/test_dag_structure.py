@@ -81,11 +81,13 @@ def test_ingest_is_daily_with_catchup_and_a_linear_gate(dagbag: Any) -> None:
         "validate": {"fetch"},
         "publish": {"validate"},
         "announce": {"publish"},
+        "online_seed": {"publish"},
     }
     assert pools(dag) == {"fetch": "default_pool", "validate": "default_pool", "publish": DVC_POOL,
-                          "announce": "default_pool"}  # fmt: skip
+                          "announce": "default_pool", "online_seed": DVC_POOL}  # fmt: skip
     outlets = {t.task_id: [a.name for a in t.outlets] for t in dag.tasks}
-    assert outlets == {"fetch": [], "validate": [], "publish": [], "announce": ["recops_published_data"]}
+    assert outlets == {"fetch": [], "validate": [], "publish": [], "announce": ["recops_published_data"],
+                       "online_seed": []}  # fmt: skip
     assert dict(dag.params) == {"source": "generator", "landing": "", "replace": False}
 
 
@@ -103,9 +105,10 @@ def test_train_runs_on_the_assets_maps_families_and_serialises_dvc(dagbag: Any) 
         "evaluate": {"train"},
         "register": {"evaluate"},
         "promote": {"register"},
+        "online_seed": {"promote"},
     }
     dvc_tasks = {t for t, pool in pools(dag).items() if pool == DVC_POOL}
-    assert dvc_tasks == {"pull_data", "features", "train", "evaluate"}
+    assert dvc_tasks == {"pull_data", "features", "train", "evaluate", "online_seed"}
     train = dag.get_task("train")
     assert type(train).__name__ == "DecoratedMappedOperator", "train must be mapped over the families"
     assert dict(dag.params) == {"families": []}
@@ -121,11 +124,30 @@ def test_monitor_is_daily_and_requests_retraining_through_the_asset(dagbag: Any)
     assert outlets == {"measure": [], "request_retrain": ["recops_retrain_request"]}
 
 
-def test_the_assets_connect_the_dags(dagbag: Any) -> None:
-    """What ingest and monitor update is exactly what train is scheduled on."""
-    produced = {
-        a.name for d in ("recops_ingest", "recops_monitor") for t in dagbag.dags[d].tasks for a in t.outlets
+def test_feedback_is_daily_and_goes_through_the_gate_into_the_published_data(dagbag: Any) -> None:
+    dag = dagbag.dags["recops_feedback"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 0 * * *", "UTC")
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert graph(dag) == {
+        "export": set(),
+        "validate": {"export"},
+        "publish": {"validate"},
+        "announce": {"publish"},
+        "online_seed": {"publish"},
     }
+    assert pools(dag) == {"export": "default_pool", "validate": "default_pool", "publish": DVC_POOL,
+                          "announce": "default_pool", "online_seed": DVC_POOL}  # fmt: skip
+    outlets = {t.task_id: [a.name for a in t.outlets] for t in dag.tasks}
+    assert outlets == {"export": [], "validate": [], "publish": [], "announce": ["recops_published_data"],
+                       "online_seed": []}  # fmt: skip
+    assert dict(dag.params) == {"lag_minutes": 10}
+
+
+def test_the_assets_connect_the_dags(dagbag: Any) -> None:
+    """What ingest, feedback and monitor update is exactly what train is scheduled on."""
+    producers = ("recops_ingest", "recops_feedback", "recops_monitor")
+    produced = {a.name for d in producers for t in dagbag.dags[d].tasks for a in t.outlets}
     consumed = {a.name for a in dagbag.dags["recops_train"].timetable.asset_condition.objects}
     assert produced == consumed == {"recops_published_data", "recops_retrain_request"}
 

@@ -20,7 +20,7 @@ from pipelines.orchestration.sources import (
     generator_cache,
     landing_folder,
 )
-from pipelines.params import GenerateParams
+from pipelines.params import GenerateParams, load_params
 from pipelines.steps import StepResult
 from tests.factories import make_catalog, make_events, write_batch
 
@@ -157,11 +157,12 @@ def test_plan_needs_enough_days_and_known_families(recops_settings: Settings) ->
     for day in range(1, 16):  # features.valid_days 7 + test_days 7 + 1
         write_batch(recops_settings.data_dir, date(2026, 1, day))
     planned = tasks.plan_training(dag_run_id="manual__1")
-    assert planned["info"]["families"] == ["popularity", "recent_popularity", "itemknn", "als"]
+    configured = load_params(recops_settings.params_file).train.families
+    assert planned["info"]["families"] == list(configured) and "als" in configured
     assert planned["info"]["published_batches"] == 15 == planned["info"]["min_batches"]
     assert tasks.plan_training(dag_run_id="manual__1", families=["als"])["info"]["families"] == ["als"]
-    with pytest.raises(RecopsError, match=r"'sasrec' is not in params\.yaml train\.families"):
-        tasks.plan_training(dag_run_id="manual__1", families=["als", "sasrec"])
+    with pytest.raises(RecopsError, match=r"'no_such_family' is not in params\.yaml train\.families"):
+        tasks.plan_training(dag_run_id="manual__1", families=["als", "no_such_family"])
     with pytest.raises(RecopsError, match="more than once"):
         tasks.plan_training(dag_run_id="manual__1", families=["als", "als"])
 

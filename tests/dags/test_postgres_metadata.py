@@ -52,6 +52,7 @@ def test_an_ingest_run_on_postgresql_metadata(make_pg_database: Callable[[], str
         "tasks": {
             "announce": ["success"],
             "fetch": ["success"],
+            "online_seed": ["success"],
             "publish": ["success"],
             "validate": ["success"],
         },

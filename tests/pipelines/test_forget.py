@@ -5,17 +5,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from core.errors import RecopsError
-from core.privacy import pseudonymize, pseudonymize_id
+from core.feedback import (
+    create_feedback_tables,
+    feedback_engine,
+    read_feedback,
+    read_recommendations,
+    record_feedback,
+    record_recommendations,
+)
+from core.online_seed import read_seed, seed_paths
+from core.privacy import forgotten_path, forgotten_text, pseudonymize, pseudonymize_id
+from core.settings import Settings
 from pipelines.dvc_ops import dvc_status_cloud
-from pipelines.forget import forget_user, remove_user_events, resolve_pseudonym
+from pipelines.forget import forget_served, forget_user, remove_user_events, resolve_pseudonym
+from pipelines.online.seed import run_online_seed
+from pipelines.params import load_params
 from pipelines.publish import canonical_events, publish_batch
+from pipelines.steps import StepContext
 from tests.factories import make_catalog, make_events, write_batch
 from tests.pipelines.dvc_repo import dvc_file_md5, make_dvc_repo, tree_digest
 
@@ -117,8 +130,17 @@ def test_cli_forget_prints_only_the_pseudonym(tmp_path: Path) -> None:
             [str(RECOPS), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=180, check=False
         )
 
+    target = pseudonymize_id("u5", KEY)
+    runtime = tmp_path / "runtime"  # the CLI's metadata database: sqlite:///<runtime>/recops.db
+    settings = Settings(
+        project_dir=repo, runtime_dir=runtime, metadata_db_url=f"sqlite:///{runtime / 'recops.db'}"
+    )
+    serve_and_feedback(settings, [target, pseudonymize_id("u6", KEY)])
+
     done = recops("data", "forget", "--user", "u5", "--no-push")
     assert done.returncode == 0, done.stderr
+    assert f"deleted 3 feedback row(s) and served list(s) of user {target}" in done.stdout
+    assert {r["user_id"] for r in read_feedback(feedback_engine(settings))} == {pseudonymize_id("u6", KEY)}
     assert f"forgot user {pseudonymize_id('u5', KEY)}" in done.stdout
     assert "u5" not in done.stdout.replace(pseudonymize_id("u5", KEY), "")
     assert "not pushed" in done.stdout
@@ -127,8 +149,65 @@ def test_cli_forget_prints_only_the_pseudonym(tmp_path: Path) -> None:
     nothing = recops("data", "forget", "--user", pseudonymize_id("u5", KEY), "--pseudonym")
     assert nothing.returncode == 0, nothing.stderr
     assert "nothing to forget" in nothing.stdout
+    assert f"deleted 0 feedback row(s) and served list(s) of user {target}" in nothing.stdout
     assert dvc_status_cloud(repo, "local") == {}  # ... and the re-run pushed it
 
     bad = recops("data", "forget", "--user", "u5", "--pseudonym")
     assert bad.returncode == 2
     assert "not a pseudonym" in bad.stderr
+
+
+# ------------------------------------------------------------------------------ the scoring service's side
+
+
+def serve_and_feedback(settings: Settings, users: list[str]) -> None:
+    """What the scoring service stores per shopper: one served list, an impression and a click on it."""
+    engine = feedback_engine(settings)
+    create_feedback_tables(engine)
+    at = datetime(2026, 1, 3, 9, tzinfo=UTC)
+    record_recommendations(
+        engine,
+        [{"recommendation_id": f"rec-{n}", "user_id": user, "model_name": "m", "model_version": 1,
+          "variant": "champion", "items": ["i00001"], "created_at": at} for n, user in enumerate(users)],
+    )  # fmt: skip
+    record_feedback(
+        engine,
+        [{"recommendation_id": f"rec-{n}", "user_id": user, "item_id": "i00001", "kind": kind,
+          "model_version": 1, "variant": "champion", "ts": at + timedelta(seconds=1)}
+         for n, user in enumerate(users) for kind in ("impression", "click")],
+    )  # fmt: skip
+
+
+def test_forget_served_deletes_feedback_and_lists_and_rebuilds_the_seed(recops_settings: Settings) -> None:
+    for day in DAYS:
+        write_batch(recops_settings.data_dir, day, events=_events(day), catalog=make_catalog())
+    target, other = pseudonymize_id("u3", KEY), pseudonymize_id("u4", KEY)
+    serve_and_feedback(recops_settings, [target, other])
+    ctx = StepContext(recops_settings, load_params(recops_settings.params_file), actor="test")
+    run_online_seed(ctx)
+    seed_file = seed_paths(recops_settings)[0]
+    assert target in set(read_seed(seed_file)["user_id"])
+    # What forget_user leaves behind: the shopper on the deny-list.
+    forgotten_path(recops_settings.data_dir).write_text(forgotten_text(frozenset({target})), encoding="utf-8")
+
+    served = forget_served(recops_settings, target)
+
+    assert served.feedback_rows == 3  # one served list, an impression and a click
+    engine = feedback_engine(recops_settings)
+    assert {r["user_id"] for r in read_feedback(engine)} == {other}
+    assert {r["user_id"] for r in read_recommendations(engine)} == {other}
+    assert served.seed_rewritten is True
+    seeded = set(read_seed(seed_file)["user_id"])
+    assert target not in seeded and other in seeded
+
+    again = forget_served(recops_settings, target)
+    assert (again.feedback_rows, again.seed_rewritten) == (0, False)
+
+
+def test_forget_served_without_a_feedback_store_or_a_seed(recops_settings: Settings) -> None:
+    served = forget_served(recops_settings, pseudonymize_id("u3", KEY))
+    assert (served.feedback_rows, served.seed_rewritten) == (None, None)
+    create_feedback_tables(feedback_engine(recops_settings))
+    assert forget_served(recops_settings, pseudonymize_id("u3", KEY)).feedback_rows == 0
+    with pytest.raises(RecopsError, match="pseudonym"):
+        forget_served(recops_settings, "u3")  # a raw id never reaches the database
