@@ -136,6 +136,34 @@ class SASRecRecommender(Recommender):
         on_epoch: EpochCallback | None,
     ) -> None:
         import torch
+
+        # Same data, params and thread count -> byte-identical weights, so a DVC rerun reproduces dvc.lock.
+        # On the CPU that takes deterministic kernels (the flash-attention and embedding backwards reduce in
+        # thread order and moved weights by ~1e-8 from run to run) and the plain-matmul attention, which is
+        # also faster here than the CPU flash kernel at these sizes. CUDA keeps its fast kernels (determinism
+        # there needs CUBLAS_WORKSPACE_CONFIG): GPU reruns are close, not byte-equal.
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        if ctx.device != "cpu":
+            self._train(train, valid, ctx, on_epoch)
+            return
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            with sdpa_kernel(SDPBackend.MATH):
+                self._train(train, valid, ctx, on_epoch)
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+    def _train(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        ctx: FitContext,
+        on_epoch: EpochCallback | None,
+    ) -> None:
+        """The training loop of :meth:`_fit` (deterministic kernels already chosen)."""
+        import torch
         from tqdm.auto import tqdm
 
         from models.sequential.distributed import from_primary, join_process_group, mean_over_group

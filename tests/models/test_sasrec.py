@@ -154,3 +154,20 @@ def test_a_history_longer_than_max_len_reads_only_its_tail(
     tail = np.arange(10, 18)
     longer = np.concatenate([np.arange(0, 6), tail])
     np.testing.assert_allclose(model.score([longer]), model.score([tail]), rtol=1e-5, atol=1e-6)
+
+
+def test_two_cpu_fits_with_two_threads_give_byte_identical_weights() -> None:
+    """DVC reruns must reproduce dvc.lock: the CPU path uses deterministic kernels (the flash-attention
+    backward reduces in thread order otherwise, which changed weights by ~1e-8 from run to run)."""
+    import torch
+
+    sequences = chain_sequences(600, 40, seed=1)  # big enough for the threaded kernels to split the work
+    train, valid = as_interactions([s[:-1] for s in sequences]), as_interactions([s[-1:] for s in sequences])
+    config = SASRecConfig(hidden_size=64, max_len=32, batch_size=64, max_epochs=1)
+    context = FitContext(seed=0, threads=2)
+    first = SASRecRecommender(config).fit(train, valid, context)._weights()
+    second = SASRecRecommender(config).fit(train, valid, context)._weights()
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name].tobytes() == second[name].tobytes(), name
+    assert not torch.are_deterministic_algorithms_enabled(), "the fit restores the global setting"
