@@ -14,7 +14,8 @@
    ``--visibility-trials``; and event ingest through Redis: ``POST /events`` batches of 500 from
    ``--concurrency`` connections, events/s.
    Targets: >= 1,000 req/s with p99 <= 25 ms; >= 5x mlflow models serve; event visible p99 <= 50 ms;
-   ingest >= 5,000 events/s.
+   ingest >= 5,000 events/s. Each load run also prints the CPU the server (its whole process session) and
+   the load generator used; ``--server-cpus`` / ``--client-cpus`` pin them to separate cores.
 
     .venv/bin/python bench/bench_service.py                          # both parts
     .venv/bin/python bench/bench_service.py --part inprocess
@@ -30,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import secrets
 import signal
 import socket
@@ -267,16 +269,19 @@ def wait_ready(
 
 @contextmanager
 def server(
-    argv: list[str], env: dict[str, str], ready_url: str, log: Path, timeout_s: float
-) -> Iterator[None]:
-    """Run ``argv`` in its own process group until the block ends (then the whole group is stopped)."""
+    argv: list[str], env: dict[str, str], ready_url: str, log: Path, timeout_s: float, cpus: str = ""
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` in its own session (pinned to ``cpus`` when given, ``taskset -c`` syntax) until the
+    block ends (then the whole group is stopped)."""
+    if cpus:
+        argv = ["taskset", "-c", cpus, *argv]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         wait_ready(ready_url, proc, timeout_s, log)
-        yield
+        yield proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -284,6 +289,69 @@ def server(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def session_cpu_s(session: int) -> float:
+    """User + system CPU seconds of every live process in a session (the server and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[3]) == session:  # fields after the name: state, ppid, pgrp, session, ...
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def pinned(cpus: str) -> Iterator[None]:
+    """Run the block (the load generator) on ``cpus`` (``taskset -c`` syntax; empty: leave as is)."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    chosen: set[int] = set()
+    for part in cpus.split(","):
+        low, _, high = part.partition("-")
+        chosen.update(range(int(low), int(high or low) + 1))
+    os.sched_setaffinity(0, chosen)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def measured_load(
+    proc: subprocess.Popen[bytes],
+    client_cpus: str,
+    url: str,
+    bodies: Callable[[int], Any],
+    concurrency: int,
+    duration_s: float,
+    units: int = 1,
+) -> tuple[Load, str]:
+    """:func:`run_load` plus the CPU each side used over the whole run (warm-up included)."""
+    server0, own0, wall0 = session_cpu_s(proc.pid), own_cpu_s(), time.perf_counter()
+    with pinned(client_cpus):
+        load = run_load(url, bodies, concurrency, duration_s, units)
+    wall = time.perf_counter() - wall0
+    server, own = session_cpu_s(proc.pid) - server0, own_cpu_s() - own0
+    answered = sum(load.statuses.values()) * (wall / load.elapsed_s if load.elapsed_s else 1.0)
+    per = server / answered * 1e3 if answered else float("nan")
+    cpu = (
+        f"CPU over {wall:.0f} s: server {server:.1f} s ({server / wall:.2f} cores, "
+        f"~{per:.2f} ms per request), load generator {own:.1f} s ({own / wall:.2f} cores)"
+    )  # answered: responses scaled up to include the warm-up's
+    return load, cpu
 
 
 def shoppers(limit: int) -> tuple[list[str], dict[str, list[str]]]:
@@ -336,7 +404,15 @@ def event_visibility(base: str, raws: list[str], trials: int) -> tuple[list[floa
     return latencies, retries
 
 
-def bench_http(workers: int, concurrency: int, duration_s: float, trials: int, skip_mlflow: bool) -> None:
+def bench_http(
+    workers: int,
+    concurrency: int,
+    duration_s: float,
+    trials: int,
+    skip_mlflow: bool,
+    server_cpus: str = "",
+    client_cpus: str = "",
+) -> None:
     from core.settings import get_settings
 
     settings = get_settings()
@@ -366,18 +442,22 @@ def bench_http(workers: int, concurrency: int, duration_s: float, trials: int, s
         str(workers),
     ]
     what = f"Redis online store, {len(raws)} known shoppers, concurrency {concurrency}"
+    what += f", server on cpus {server_cpus or 'any'}, load generator on cpus {client_cpus or 'any'}"
     say(f"http: `{' '.join(argv[1:])}`, {what}")
     try:
-        with server(argv, env, f"{base}/readyz", logs / "serve.log", 240):
+        with server(argv, env, f"{base}/readyz", logs / "serve.log", 240, server_cpus) as proc:
             _, health = http_json("GET", f"{base}/readyz")
             say(f"  ready: {health}")
-            recs = run_load(
+            recs, cpu = measured_load(
+                proc,
+                client_cpus,
                 f"{base}/recommendations",
                 lambda i: {"user_id": raws[i % len(raws)], "k": 10},
                 concurrency,
                 duration_s,
             )
             say("  " + recs.line("recops serve POST /recommendations"))
+            say("    " + cpu)
             visible, retries = event_visibility(base, raws[len(raws) // 2 :], trials)
             say(
                 f"  event -> visible in the next recommendation: p50 {pct(visible, 50):.1f} ms, "
@@ -413,7 +493,9 @@ def bench_http(workers: int, concurrency: int, duration_s: float, trials: int, s
         "MLFLOW_REGISTRY_URI": settings.mlflow_registry_uri,
     }
     say(f"  `mlflow models serve -m models:/{settings.model_name}@champion --env-manager local -w {workers}`")
-    with server(margv, menv, f"http://127.0.0.1:{mport}/ping", logs / "mlflow-serve.log", 300):
+    with server(
+        margv, menv, f"http://127.0.0.1:{mport}/ping", logs / "mlflow-serve.log", 300, server_cpus
+    ) as mproc:
 
         def invocation(i: int) -> dict[str, Any]:
             raw = raws[i % len(raws)]
@@ -422,8 +504,11 @@ def bench_http(workers: int, concurrency: int, duration_s: float, trials: int, s
                 "params": {"k": 10},
             }
 
-        ml = run_load(f"http://127.0.0.1:{mport}/invocations", invocation, concurrency, duration_s)
+        ml, mcpu = measured_load(
+            mproc, client_cpus, f"http://127.0.0.1:{mport}/invocations", invocation, concurrency, duration_s
+        )
         say("  " + ml.line("mlflow models serve POST /invocations (same shoppers' histories)"))
+        say("    " + mcpu)
     ratio = recs.rate / ml.rate if ml.rate else float("inf")
     say(f"  throughput ratio recops serve / mlflow models serve: {ratio:.1f}x")
 
@@ -448,12 +533,17 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of measured load per server")
     parser.add_argument("--visibility-trials", type=int, default=300)
     parser.add_argument("--skip-mlflow", action="store_true", help="no mlflow models serve comparison")
+    parser.add_argument("--server-cpus", default="", help="pin the servers (taskset -c list, e.g. 0)")
+    parser.add_argument("--client-cpus", default="", help="pin the load generator (e.g. 1)")
     args = parser.parse_args()
     say(f"machine: {machine()}")
     if args.part in ("all", "inprocess"):
         bench_inprocess(args.items, args.factors, args.requests)
     if args.part in ("all", "http"):
-        bench_http(args.workers, args.concurrency, args.duration, args.visibility_trials, args.skip_mlflow)
+        bench_http(
+            args.workers, args.concurrency, args.duration, args.visibility_trials, args.skip_mlflow,
+            args.server_cpus, args.client_cpus,
+        )  # fmt: skip
     say(f"machine after: {machine()}")
     return 0
 

@@ -130,6 +130,8 @@ class ALSRecommender(Recommender):
     def user_vectors(self, histories: Sequence[IntArray]) -> NDArray[np.float64]:
         """Least-squares user factors for each history (zeros for empty histories), shape ``(n, factors)``."""
         self._check_fitted()
+        if len(histories) == 1 and len(histories[0]):  # one shopper (the scorer): no sparse matrix
+            return self._one_vector(histories[0])
         counts = history_matrix(histories, self.n_items)
         n, f = len(histories), self.config.factors
         vectors = np.zeros((n, f), dtype=np.float64)
@@ -147,6 +149,20 @@ class ALSRecommender(Recommender):
             vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
             start = stop
         return vectors
+
+    def _one_vector(self, history: IntArray) -> NDArray[np.float64]:
+        """:meth:`_solve` for one non-empty history, shape ``(1, factors)``, bit for bit the same numbers,
+        without the sparse matrix (half the cost of a request's scoring on the default data)."""
+        items, counts = np.unique(np.asarray(history, dtype=np.int64).reshape(-1), return_counts=True)
+        if int(items[0]) < 0 or int(items[-1]) >= self.n_items:
+            raise ValueError(f"item index out of range [0, {self.n_items}) in histories")
+        item_factors, gram = self._solver_state()
+        factors = item_factors[items]
+        extra = self.config.alpha * self.event_weight * counts.astype(np.float32)  # as _solve's sub.data
+        lhs = gram[None] + np.matmul(factors.T[None] * extra[None, None, :], factors[None])
+        rhs = np.matmul((1.0 + extra.astype(np.float64))[None, None, :], factors[None])[:, 0, :]
+        solved: NDArray[np.float64] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+        return solved
 
     def _solver_state(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Item factors in float64 and ``Y^T Y + reg I``, computed once per set of item factors."""

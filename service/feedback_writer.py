@@ -1,14 +1,18 @@
-"""Write served lists and feedback off the request path: a bounded queue drained by one thread in batches.
+"""Write served lists and feedback off the request path: a bounded buffer drained by one thread in batches.
 
-``submit`` never blocks: when the queue is full the rows are dropped and counted
-(``recops_feedback_dropped_total``). ``close`` drains what is queued before the process exits.
+``submit`` never blocks and never wakes the writer thread for a single row: it appends to a deque (atomic
+under the GIL) and the thread drains it every ``LINGER_S`` or as soon as a full batch is waiting. A per-row
+wake-up (``queue.Queue.put``) hands the GIL to the writer thread on every request, which under load cost
+more CPU than the request itself. When the buffer is full the rows are dropped and counted
+(``recops_feedback_dropped_total``). ``close`` drains what is buffered before the process exits.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,43 +37,66 @@ class _Item:
 
 
 class FeedbackWriter:
-    """Background batch writer into :mod:`core.feedback`'s tables."""
+    """Background batch writer into :mod:`core.feedback`'s tables.
+
+    Args:
+        max_queue: rows buffered at most (several request threads may each add one row past it at once).
+        batch: rows per database write.
+    """
 
     def __init__(self, engine: Engine, metrics: ServiceMetrics, max_queue: int, batch: int = BATCH) -> None:
         self.engine = engine
         self.batch = batch
+        self.max_queue = max_queue
         self.metrics = metrics
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._run, name="recops-feedback-writer", daemon=True)
+        self._pending: deque[_Item] = deque()
+        self._writing = 0  # rows taken from the buffer and not yet written
+        self._wake = threading.Event()
+        self._stop = False
         self.dropped = 0
         self.written = 0
+        self._thread = threading.Thread(target=self._run, name="recops-feedback-writer", daemon=True)
         self._thread.start()
 
     def submit(self, kind: Kind, rows: list[Mapping[str, Any]]) -> int:
-        """Queue rows; returns how many were accepted (the rest were dropped and counted)."""
+        """Buffer rows; returns how many were accepted (the rest were dropped and counted)."""
+        pending = self._pending
         accepted = 0
         for row in rows:
-            try:
-                self._queue.put_nowait(_Item(kind, row))
-                accepted += 1
-            except queue.Full:
-                self.dropped += 1
-                self.metrics.feedback_dropped.inc()
+            if len(pending) >= self.max_queue:
+                break
+            pending.append(_Item(kind, row))
+            accepted += 1
+        refused = len(rows) - accepted
+        if refused:
+            self.dropped += refused
+            self.metrics.feedback_dropped.inc(refused)
+        if len(pending) >= self.batch:
+            self._wake.set()
         return accepted
 
+    def _take(self) -> list[_Item]:
+        pending = self._pending
+        taken: list[_Item] = []
+        self._writing = 1  # before popping: flush() must never see an empty buffer and nothing in hand
+        while len(taken) < self.batch:
+            try:
+                taken.append(pending.popleft())
+            except IndexError:
+                break
+        self._writing = len(taken)
+        return taken
+
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            taken = [self._queue.get()]
-            while len(taken) < self.batch and taken[-1] is not None:
-                try:
-                    taken.append(self._queue.get(timeout=LINGER_S))
-                except queue.Empty:
-                    break
-            stop = taken[-1] is None
-            self._write([item for item in taken if item is not None])
-            for _ in taken:
-                self._queue.task_done()
+        while True:
+            self._wake.wait(LINGER_S)
+            self._wake.clear()
+            stop = self._stop  # read before draining: rows buffered before close() are all written
+            while taken := self._take():
+                self._write(taken)
+                self._writing = 0
+            if stop:
+                return
 
     def _write(self, batch: list[_Item]) -> None:
         for kind, writer in (("recommendation", record_recommendations), ("feedback", record_feedback)):
@@ -85,17 +112,16 @@ class FeedbackWriter:
                 log.error("%d %s rows not written: %s", len(rows), kind, exc)
 
     def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until every queued row has been written (tests and shutdown)."""
-        import time
-
+        """Wait until every buffered row has been written (tests, forget and shutdown)."""
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while (self._pending or self._writing) and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.005)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued, then stop the thread."""
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            log.error("feedback queue still full at shutdown")
+        """Write what is buffered, then stop the thread."""
+        self._stop = True
+        self._wake.set()
         self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            log.error("feedback writer still busy at shutdown (%d rows buffered)", len(self._pending))

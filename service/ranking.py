@@ -92,7 +92,8 @@ def _top_candidates(indices: IntArray | None, values: FloatArray, n: int) -> tup
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64), values[:0]
     n = min(n, len(values))
-    part = np.argpartition(-values, n - 1)[:n] if n < len(values) else np.arange(len(values))
+    # the n largest sit at the end after partitioning at len - n (no negated copy of every score)
+    part = np.argpartition(values, len(values) - n)[-n:] if n < len(values) else np.arange(len(values))
     cand_idx = part.astype(np.int64) if indices is None else indices[part]
     cand_val = values[part]
     order = np.lexsort((cand_idx, -cand_val))

@@ -27,6 +27,7 @@ class ServiceState:
     watcher: ModelWatcher | None = None
     engine: Engine | None = None  # the metadata database (None: feedback unavailable)
     writer: FeedbackWriter | None = None
+    store_suspect: bool = False  # the last online-store read failed: probe it off the event loop
 
 
 def service_state(request: Request) -> ServiceState:

@@ -14,12 +14,16 @@ from core.settings import Settings
 from models.package import ModelPackage
 from service.app import create_app
 from service.identity import pseudonym
+from service.schemas import RecommendationResponse
+from tests.conftest import RedisEndpoint
 
 
 def _recommend(client: TestClient, user: str = "alice", **body: object) -> dict:  # type: ignore[type-arg]
     response = client.post("/recommendations", json={"user_id": user, **body})
     assert response.status_code == 200, response.text
     assert response.headers["x-model-version"] == "1"
+    assert response.headers["content-type"] == "application/json"
+    RecommendationResponse.model_validate(response.json(), strict=True)  # the documented schema, exactly
     return response.json()  # type: ignore[no-any-return]
 
 
@@ -152,3 +156,32 @@ def test_access_log_is_structured_and_holds_no_user_id(
     ]
     assert lines[0]["model_version"] == 1 and lines[0]["variant"] == "champion"
     assert "erin" not in caplog.text
+
+
+def test_online_store_down_falls_back_to_the_model_and_recovers(
+    service_settings: Settings, package: ModelPackage, tmp_path: Path, redis_url: RedisEndpoint
+) -> None:
+    import socket
+
+    from service.identity import CHAMPION
+    from service.online_store import StoreLimits
+    from service.redis_store import RedisStore
+    from tests.service.conftest import serving_of
+
+    with socket.socket() as sock:  # a port nothing listens on: connections are refused at once
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{closed}/0", "recops-test-down:", StoreLimits())
+    app = create_app(service_settings, store=store, watch=False)
+    st = app.state.recops
+    st.holder.swap(CHAMPION, serving_of(package, 1, tmp_path))
+    with TestClient(app) as client:
+        for _ in range(3):  # the first failure is read on the loop, later ones off it: all answer
+            body = _recommend(client, "dora", k=3)
+            assert body["cold_start"] is True and len(body["items"]) == 3
+        assert st.store_suspect is True
+        text = client.get("/metrics").text
+        assert 'recops_fallbacks_total{reason="online_store"} 3.0' in text
+        st.store = RedisStore(redis_url.url, redis_url.prefix, StoreLimits())
+        _recommend(client, "dora", k=3)
+        assert st.store_suspect is False  # the probe succeeded: back to reading on the loop
