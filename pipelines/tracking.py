@@ -2,9 +2,10 @@
 
 A *pipeline run* is identified by the orchestrator's run id when there is one
 (:attr:`pipelines.steps.StepContext.pipeline_run_id`) and otherwise by the code and data versions (git
-commit + working-tree code hash + data md5), so the separate processes of one ``dvc repro`` (features,
-train@family, evaluate) find the same parent. A family trained again inside the same pipeline run gets a
-new child; the older child is tagged superseded. The tracking URI only ever comes from settings.
+commit + data md5), so the separate processes of one ``dvc repro`` (features, train@family, evaluate)
+find the same parent. A family
+trained again inside the same pipeline run gets a new child; the older child is tagged superseded.
+The tracking URI only ever comes from settings.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
 
 def pipeline_key(lineage: dict[str, str], pipeline_run_id: str = "") -> str:
     """The key that ties the stages of one pipeline run to one parent run: the orchestrator's run id when
-    there is one, else the code and data versions (commit, working-tree code hash, data md5): two runs of
-    the same commit with edited code get separate parents."""
+    there is one, else the code and data versions."""
     orchestrated = pipeline_run_id.strip()
     if orchestrated:
         return f"orchestrated:{orchestrated}"
-    basis = "|".join(lineage.get(name, "") for name in ("git_commit", "code_hash", "data_md5"))
+    basis = f"{lineage.get('git_commit', '')}|{lineage.get('data_md5', '')}"
     return "local:" + hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
