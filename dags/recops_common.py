@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset
+from airflow.sdk import Asset, get_current_context, task
 
 #: The published, validated data layer (``data/`` + ``data.dvc``). ``recops_ingest`` updates it after a
 #: publish that changed something; ``recops_train`` is scheduled on it.
@@ -61,3 +61,13 @@ def logical_date(context: Any) -> str:
     """The run's logical date as ISO 8601 ("" for a run that has none, e.g. an Asset-triggered one)."""
     value = context.get("logical_date")
     return value.isoformat() if value is not None else ""
+
+
+@task(pool=DVC_POOL)  # reads data/ as one version: not while another task pulls or publishes
+def online_seed() -> dict[str, Any]:
+    """Rebuild the scoring service's online-store seed from the published data (idempotent: an unchanged
+    digest rewrites nothing). Used by recops_ingest, recops_feedback and recops_train."""
+    from pipelines.orchestration import serving_tasks
+
+    ctx = get_current_context()
+    return serving_tasks.refresh_online_seed(dag_run_id=ctx["run_id"], actor=actor(ctx))

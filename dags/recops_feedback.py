@@ -26,7 +26,16 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from recops_common import DEFAULT_ARGS, DVC_POOL, INGEST_START, PUBLISHED_DATA, TAGS, actor, logical_date
+from recops_common import (
+    DEFAULT_ARGS,
+    DVC_POOL,
+    INGEST_START,
+    PUBLISHED_DATA,
+    TAGS,
+    actor,
+    logical_date,
+    online_seed,
+)
 
 
 @dag(
@@ -99,13 +108,6 @@ def recops_feedback() -> None:
             raise AirflowSkipException("the publish changed nothing: no Asset event, no training")
         get_current_context()["outlet_events"][PUBLISHED_DATA].extra = extra
         return extra
-
-    @task(pool=DVC_POOL)  # reads data/ as one version: not while another task pulls or publishes
-    def online_seed() -> dict[str, Any]:
-        from pipelines.orchestration import serving_tasks
-
-        ctx = get_current_context()
-        return serving_tasks.refresh_online_seed(dag_run_id=ctx["run_id"], actor=actor(ctx))
 
     published = publish(validate(export()))
     announce(published)

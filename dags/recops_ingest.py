@@ -31,6 +31,7 @@ from recops_common import (
     TAGS,
     actor,
     logical_date,
+    online_seed,
 )
 
 
@@ -104,13 +105,6 @@ def recops_ingest() -> None:
             raise AirflowSkipException("the publish changed nothing: no Asset event, no training")
         get_current_context()["outlet_events"][PUBLISHED_DATA].extra = extra
         return extra
-
-    @task(pool=DVC_POOL)  # reads data/ as one version: not while another task pulls or publishes
-    def online_seed() -> dict[str, Any]:
-        from pipelines.orchestration import serving_tasks
-
-        ctx = get_current_context()
-        return serving_tasks.refresh_online_seed(dag_run_id=ctx["run_id"], actor=actor(ctx))
 
     published = publish(validate(fetch()))
     announce(published)

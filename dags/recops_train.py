@@ -18,7 +18,16 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from recops_common import DEFAULT_ARGS, DVC_POOL, INGEST_START, PUBLISHED_DATA, RETRAIN_REQUEST, TAGS, actor
+from recops_common import (
+    DEFAULT_ARGS,
+    DVC_POOL,
+    INGEST_START,
+    PUBLISHED_DATA,
+    RETRAIN_REQUEST,
+    TAGS,
+    actor,
+    online_seed,
+)
 
 
 @dag(
@@ -98,13 +107,6 @@ def recops_train() -> None:
 
         ctx = get_current_context()
         return tasks.promote(dag_run_id=ctx["run_id"], actor=actor(ctx))
-
-    @task(pool=DVC_POOL)  # reads data/ as one version: not while another task pulls or publishes
-    def online_seed() -> dict[str, Any]:
-        from pipelines.orchestration import serving_tasks
-
-        ctx = get_current_context()
-        return serving_tasks.refresh_online_seed(dag_run_id=ctx["run_id"], actor=actor(ctx))
 
     planned = plan()
     trained = train.expand(family=planned)

@@ -172,17 +172,20 @@ def _known(st: ServiceState, item_id: str) -> bool:
     return any(item_id in serving.item_index for serving in slots.values())
 
 
+def _too_long(field: str, message: str) -> JSONResponse:
+    """422 in FastAPI's validation-error shape for a body list over its per-request bound."""
+    return JSONResponse(
+        status_code=422, content={"detail": [{"loc": ["body", field], "msg": message, "type": "too_long"}]}
+    )
+
+
 @router.post("/events", response_model=EventsResponse, responses={**LIMITS})
 def events(body: EventsRequest, request: Request) -> EventsResponse | JSONResponse:
     """Real-time events into the online store; the shopper's next recommendation reflects them."""
     st = service_state(request)
     limit = st.settings.serve_max_events
     if len(body.events) > limit:
-        return JSONResponse(
-            status_code=422,
-            content={"detail": [{"loc": ["body", "events"], "msg": f"at most {limit} events per request",
-                                 "type": "too_long"}]},
-        )  # fmt: skip
+        return _too_long("events", f"at most {limit} events per request")
     now = datetime.now(UTC)
     accepted: list[OnlineEvent] = []
     unknown = 0
@@ -216,11 +219,7 @@ def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse | JSON
     st = service_state(request)
     limit = st.settings.serve_max_events
     if len(body.feedback) > limit:
-        return JSONResponse(
-            status_code=422,
-            content={"detail": [{"loc": ["body", "feedback"], "msg": f"at most {limit} rows per request",
-                                 "type": "too_long"}]},
-        )  # fmt: skip
+        return _too_long("feedback", f"at most {limit} rows per request")
     if st.writer is None:
         raise _unavailable("feedback store unavailable")
     now = datetime.now(UTC)

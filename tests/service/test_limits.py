@@ -57,7 +57,11 @@ def test_bad_input_is_422_never_500(client: TestClient, service_settings: Settin
         assert '"input"' not in response.text  # the input is not echoed back
     too_many = {"events": [{"user_id": "u", "item_id": "i00001", "event_type": "view"}] * 501}
     assert service_settings.serve_max_events == 500
-    assert client.post("/events", json=too_many).status_code == 422
+    refused = client.post("/events", json=too_many)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["type"] == "too_long"
+    row = {"recommendation_id": "0" * 32 + ".h1", "user_id": "u", "item_id": "i00001", "kind": "click"}
+    refused = client.post("/feedback", json={"feedback": [row] * 501})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "feedback"]
     malformed = client.post("/events", content=b'{"events": [', headers={"content-type": "application/json"})
     assert malformed.status_code == 422
     surrogate = client.post("/recommendations", content=b'{"user_id": "\\ud800"}',
