@@ -261,7 +261,11 @@ def run_family(
         chosen = fits[best]  # the published protocol: the train fit is the reported model
     else:
         train_valid = replace(fs.interactions("train_valid", protocol), item_features=features)
-        chosen = build(hyper).fit(train_valid, None, ctx)
+        # what validation chose for the selection fit (e.g. its best epoch as max_epochs), no validation now
+        refit = (
+            build(hyper) if family == "repeat_history" else create_model(family, fits[best].refit_config())
+        )
+        chosen = refit.fit(train_valid, None, ctx)
     fit_s = time.perf_counter() - t0
     test = evaluate_model(chosen, fs, evaluate, protocol, task=test_task, target="test", progress=False)
     tuned = [k for k in hyper if len({json.dumps(c.get(k)) for c in candidates}) > 1]

@@ -81,7 +81,7 @@ def top_k(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     if np.isnan(scores).any():
         scores = np.where(np.isnan(scores), np.float32(-np.inf), scores)
     if kk < n_items:
-        cols = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        cols = _best_columns(scores, kk)
         threshold = np.take_along_axis(scores, cols, axis=1).min(axis=1)  # the kk-th largest score
         at_least = np.count_nonzero(scores >= threshold[:, None], axis=1)
         crowded = np.flatnonzero(at_least > kk)  # rows with ties at the cut: keep the lowest indices
@@ -100,6 +100,33 @@ def top_k(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
         ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
         top = np.pad(top, ((0, 0), (0, k - kk)), constant_values=-np.inf)
     return ids, top
+
+
+#: Items per block when :func:`_best_columns` pre-filters a row by block maxima.
+PREFILTER_BLOCK = 64
+
+
+def _best_columns(scores: FloatArray, kk: int) -> IntArray:
+    """``(n_rows, kk)`` columns holding each row's ``kk`` largest scores (in no order; ties unresolved).
+
+    Equivalent to ``np.argpartition(-scores, kk - 1, axis=1)[:, :kk]`` but several times faster on long
+    rows: the ``kk``-th largest of the rows' block maxima (blocks of :data:`PREFILTER_BLOCK` items) is a
+    lower bound of the ``kk``-th largest score, since those ``kk`` maxima are ``kk`` distinct entries at or
+    above it; so the exact selection only has to look at the few entries at or above that bound.
+    """
+    n_rows, n_items = scores.shape
+    blocks = n_items // PREFILTER_BLOCK
+    if blocks < 4 * kk:  # short rows: the pre-filter would not pay
+        return np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    maxima = scores[:, : blocks * PREFILTER_BLOCK].reshape(n_rows, blocks, PREFILTER_BLOCK).max(axis=2)
+    bound = np.partition(maxima, blocks - kk, axis=1)[:, blocks - kk]  # (n_rows,) the kk-th largest maximum
+    cols = np.empty((n_rows, kk), dtype=np.int64)
+    for row in range(n_rows):
+        candidates = np.flatnonzero(scores[row] >= bound[row])  # at least kk of them
+        if len(candidates) > kk:
+            candidates = candidates[np.argpartition(-scores[row, candidates], kk - 1)[:kk]]
+        cols[row] = candidates
+    return cols
 
 
 def _lowest_ties(scores: FloatArray, threshold: NDArray[np.float32], kk: int) -> IntArray:

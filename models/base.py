@@ -209,6 +209,15 @@ class Recommender(ABC):
         """Hyper-parameters read from an older ``config.json``, in today's form (default: unchanged)."""
         return saved
 
+    def refit_config(self) -> ModelConfig:
+        """The config for refitting this (selection) model's setting on train + valid, without validation.
+
+        What early stopping chose on the validation split is applied as a fixed setting, e.g. the best
+        epoch becomes ``max_epochs``, so the refit never trains longer than validation said (default: the
+        config unchanged, for families that do not early-stop).
+        """
+        return self.config
+
     def cold_scores(self) -> FloatArray:
         """Scores of every item for a user without history (default: recent, time-decayed popularity).
 

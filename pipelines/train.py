@@ -113,17 +113,20 @@ def fit_family(
     fitted_on: FitSplit = "train_valid",
     ctx: FitContext | None = None,
     on_epoch: EpochCallback | None = None,
+    selected: Recommender | None = None,
 ) -> Recommender:
     """Fit ``family`` with its params.yaml config.
 
     ``fitted_on="train"`` fits on the train split and hands the validation split to the family for early
-    stopping; ``"train_valid"`` fits on everything before the test period (no validation data left).
+    stopping; ``"train_valid"`` fits on everything before the test period (no validation data left), with
+    what validation chose for ``selected`` (the selection fit: e.g. its best epoch as ``max_epochs``).
     """
     from dataclasses import replace
 
     from models import create_model
 
-    model = create_model(family, params.train.config(family))
+    config = params.train.config(family) if selected is None else selected.refit_config()
+    model = create_model(family, config)
     ctx = ctx or fit_context(params)
     features = item_features(fs)
     if fitted_on == "train":
@@ -193,7 +196,7 @@ def run_train(ctx: StepContext, family_name: str) -> StepResult:
     selection_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model = fit_family(
-        family, fs, params, "train_valid", fit_ctx, lambda e, m: epochs["train"].append((e, m))
+        family, fs, params, "train_valid", fit_ctx, lambda e, m: epochs["train"].append((e, m)), selection
     )
     fit_seconds = time.perf_counter() - started
     from models.sequential.distributed import is_primary_process

@@ -56,3 +56,21 @@ def test_the_input_matrix_is_not_modified() -> None:
     before = scores.copy()
     top_k(scores, 2)
     np.testing.assert_array_equal(scores, before)
+
+
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_long_rows_pre_filtered_by_block_maxima_match_a_full_sort(k: int) -> None:
+    # Rows long enough for the block-maxima pre-filter (and not a multiple of its block), with ties,
+    # masked items and rows where almost everything is masked, so the bound falls to -inf.
+    rng = np.random.default_rng(11)
+    n_items = 64 * 4 * 100 + 37
+    scores = rng.integers(0, 50, size=(12, n_items)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[3, :] = -np.inf
+    scores[3, [5, n_items - 1]] = 1.0  # only two rankable items, one in the tail past the last block
+    scores[4] = rng.standard_normal(n_items).astype(np.float32)
+    scores[5, -10:] = 1e6  # the best items all sit in the tail
+    ids, top = top_k(scores, k)
+    np.testing.assert_array_equal(ids, reference_top_k(scores, k))
+    assert ids[3, :3].tolist() == [5, n_items - 1, -1][:k]
+    assert set(ids[5, :10].tolist()) <= set(range(n_items - 10, n_items))

@@ -88,6 +88,10 @@ def test_early_stopping_keeps_the_best_validation_epoch(
     relevant = [np.unique(v) for v in valid.histories()]
     assert ndcg_at_k(model.score(valid_histories), relevant) == pytest.approx(best, abs=1e-9)
     scores = [e["valid_ndcg_at_10"] for e in epochs]
+    assert isinstance(model, SASRecRecommender) and model.best_epoch == 1 + scores.index(best)
+    refit = model.refit_config()
+    assert refit.max_epochs == model.best_epoch, "the refit on train + valid runs the best epoch count"
+    assert refit.model_copy(update={"max_epochs": config["max_epochs"]}) == model.config
     if len(epochs) < config["max_epochs"]:  # stopped early: only after `patience` epochs without progress
         assert scores[-1] <= max(scores[:-1]), scores
 
@@ -123,11 +127,13 @@ def test_item_features_give_items_without_events_a_vector_of_their_kind() -> Non
     assert plain.network is not None and len(plain.network.feature_embeddings) == 0
 
 
+@pytest.mark.parametrize("power", [0.0, 0.75])
 def test_sampled_softmax_learns_the_chains(
-    chains: tuple[Interactions, Interactions, list[IntArray], IntArray],
+    chains: tuple[Interactions, Interactions, list[IntArray], IntArray], power: float
 ) -> None:
+    # power 0: uniform negatives; 0.75: popularity-skewed negatives with the log-q correction
     train, valid, histories, targets = chains
-    config = {**SMALL, "loss": "sampled_ce", "negatives": 8}
+    config = {**SMALL, "loss": "sampled_ce", "negatives": 8, "negative_power": power}
     model = create_model("sasrec", config).fit(train, valid, CONTEXT)
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.5
 
@@ -171,3 +177,13 @@ def test_two_cpu_fits_with_two_threads_give_byte_identical_weights() -> None:
     for name in first:
         assert first[name].tobytes() == second[name].tobytes(), name
     assert not torch.are_deterministic_algorithms_enabled(), "the fit restores the global setting"
+
+
+def test_bf16_autocast_on_the_cpu_still_learns_the_chains(
+    chains: tuple[Interactions, Interactions, list[IntArray], IntArray],
+) -> None:
+    train, valid, histories, targets = chains
+    model = create_model("sasrec", {**SMALL, "cpu_bf16": True}).fit(train, valid, CONTEXT)
+    assert isinstance(model, SASRecRecommender) and model.network is not None
+    assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in model.network.parameters())
+    assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.8

@@ -122,6 +122,26 @@ def test_selection_fits_on_train_with_valid_and_the_package_on_train_valid(
     )
 
 
+def test_the_refit_takes_what_validation_chose_for_the_selection_fit(
+    recops_settings: Settings, spy_family: None
+) -> None:
+    fs = write_features_for(recops_settings)
+    params = load_params(PARAMS_FILE)
+    params = params.model_copy(
+        update={"train": TrainParams.model_validate({"families": ["spy"], "spy": {"boost": 2.0}})}
+    )
+    ctx = FitContext(seed=9, threads=1)
+    selection = fit_family("spy", fs, params, "train", ctx)
+    chosen = SpyConfig(boost=5.0)  # what an early-stopping family would have settled on validation
+    selection.refit_config = lambda: chosen  # type: ignore[method-assign]
+    refit = fit_family("spy", fs, params, "train_valid", ctx, selected=selection)
+    assert isinstance(refit.config, SpyConfig) and refit.config.boost == 5.0, (
+        "the refit must use the selection's refit_config, not params.yaml's setting"
+    )
+    assert SpyRecommender.seen["valid"] is None
+    assert fit_family("spy", fs, params, "train_valid", ctx).config.boost == 2.0  # type: ignore[attr-defined]
+
+
 def test_packages_record_their_training_cutoff(recops_settings: Settings) -> None:
     fs = write_features_for(recops_settings)
     params = load_params(PARAMS_FILE)
