@@ -302,9 +302,9 @@ class SASRecRecommender(Recommender):
         drawn = drawn.to(device)
         log_q = proposal.to(device).log()
         with autocast:
-            scores = step(tokens, positions, torch.cat([wanted, drawn])).float()  # (N, N + K)
-        positive = (scores[:, :n].diagonal() - log_q[wanted])[:, None]  # (N, 1): each one's own target
-        negative = scores[:, n:] - log_q[drawn][None, :]  # (N, K)
+            scores = step(tokens, positions, drawn, wanted).float()  # (N, 1 + K): own target first
+        positive = scores[:, :1] - log_q[wanted][:, None]  # (N, 1)
+        negative = scores[:, 1:] - log_q[drawn][None, :]  # (N, K)
         negative = negative.masked_fill(drawn[None, :] == wanted[:, None], float("-inf"))
         logits = torch.cat([positive, negative], dim=1)  # (N, 1 + K): the target is column 0
         return F.cross_entropy(logits, torch.zeros(n, dtype=torch.long, device=device))

@@ -147,7 +147,11 @@ class SASRecNetwork(nn.Module):
         return hidden
 
     def forward(
-        self, tokens: Tensor, positions: Tensor | None = None, candidates: Tensor | None = None
+        self,
+        tokens: Tensor,
+        positions: Tensor | None = None,
+        candidates: Tensor | None = None,
+        own: Tensor | None = None,
     ) -> Tensor:
         """Scores of items as the next token.
 
@@ -156,11 +160,16 @@ class SASRecNetwork(nn.Module):
             positions: (N, 2) (sequence, position) pairs to score; None: the last position of each sequence
                 (N = B), which is what serving asks.
             candidates: (C,) item indices to score; None: every item (C = I).
+            own: (N,) one item per position (e.g. its target), scored first, against that position only.
         Returns:
-            (N, C) scores: hidden state at each position · item vector.
+            (N, C) scores: hidden state at each position · item vector; (N, 1 + C) with ``own`` in column 0.
         """
         vectors = self.item_vectors()  # (I + 1, d)
         hidden = self.encode(tokens, vectors)  # (B, L, d)
         picked = hidden[:, -1] if positions is None else hidden[positions[:, 0], positions[:, 1]]  # (N, d)
         table = vectors[1:] if candidates is None else vectors[candidates + 1]  # (C, d)
-        return picked @ table.T  # (N, C)
+        scores = picked @ table.T  # (N, C)
+        if own is None:
+            return scores
+        paired = (picked * vectors[own + 1]).sum(dim=-1, keepdim=True)  # (N, 1)
+        return torch.cat([paired, scores], dim=1)  # (N, 1 + C)
