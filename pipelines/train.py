@@ -233,6 +233,7 @@ def run_train(ctx: StepContext, family_name: str) -> StepResult:
             TAG_TRAINING_CUTOFF: str(package.meta.get("training_cutoff", "")),
         },
         threads=threads,
+        refit_hyperparameters=model.hyperparameters(),
     )
     _write_json_atomic(record_path(settings, family), record)
     log.info("trained %s in %.1fs (selection %.1fs) -> %s", family, fit_seconds, selection_seconds, out)
@@ -259,8 +260,13 @@ def _track(
     epochs: dict[str, list[tuple[int, dict[str, float]]]],
     tags: dict[str, str],
     threads: int,
+    refit_hyperparameters: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Log the child run of ``family`` under the pipeline's parent run; returns the run record."""
+    """Log the child run of ``family`` under the pipeline's parent run; returns the run record.
+
+    ``refit_hyperparameters``: the package refit's config; where validation changed a value (e.g. the best
+    epoch as ``max_epochs``) it is logged as ``refit.<name>`` beside ``hp.<name>``.
+    """
     import mlflow
     import pandas as pd
 
@@ -274,6 +280,10 @@ def _track(
     with child_run(client, settings, parent, family, lineage) as run:
         hyper = model_hyperparameters(family, params)
         mlflow.log_params({"family": family, **{f"hp.{k}": v for k, v in hyper.items()}})
+        refit = refit_hyperparameters or {}
+        changed = {f"refit.{k}": v for k, v in refit.items() if k in hyper and hyper[k] != v}
+        if changed:
+            mlflow.log_params(changed)
         mlflow.log_params(
             {
                 "seed": params.seed,

@@ -247,6 +247,23 @@ def test_run_train_writes_two_pure_packages_and_a_side_record(recops_settings: S
     assert read_train_record(settings, "popularity", out / PACKAGE_DIR)["run_id"] == again.run_ids["model"]
 
 
+def test_run_train_logs_what_validation_changed_for_the_refit(
+    recops_settings: Settings, spy_family: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_features_for(recops_settings)
+    params = load_params(PARAMS_FILE)
+    params = params.model_copy(
+        update={"train": TrainParams.model_validate({"families": ["spy"], "spy": {"boost": 2.0}})}
+    )
+    monkeypatch.setattr(SpyRecommender, "refit_config", lambda self: SpyConfig(boost=5.0))
+    result = run_train(StepContext(recops_settings, params), "spy")
+    package = ModelPackage.load(model_dir(recops_settings, "spy") / PACKAGE_DIR)
+    assert isinstance(package.model.config, SpyConfig) and package.model.config.boost == 5.0
+    run = mlflow_client(recops_settings).get_run(result.run_ids["model"])
+    assert run.data.params["hp.boost"] == "2.0", "hp.* stays the params.yaml setting"
+    assert run.data.params["refit.boost"] == "5.0", "the refit's own setting is logged beside it"
+
+
 def test_read_train_record_finds_the_run_of_a_restored_package(
     recops_settings: Settings, tmp_path: Path
 ) -> None:
