@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -154,6 +157,10 @@ class Load:
     errors: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
     units: int = 0  # requests, or events for the ingest run
+    percentiles_ms: dict[int, float] = field(default_factory=dict)  # from wrk (no per-request list)
+
+    def p(self, q: int) -> float:
+        return self.percentiles_ms[q] if q in self.percentiles_ms else pct(self.latencies_ms, q)
 
     @property
     def rate(self) -> float:
@@ -163,8 +170,8 @@ class Load:
         five = sum(n for s, n in self.statuses.items() if s >= 500)
         other = {s: n for s, n in self.statuses.items() if s != 200}
         return (
-            f"{what}: {self.rate:,.0f} {unit}, p50 {pct(self.latencies_ms, 50):.1f} ms, "
-            f"p99 {pct(self.latencies_ms, 99):.1f} ms, {sum(self.statuses.values()):,} responses, 5xx {five}"
+            f"{what}: {self.rate:,.0f} {unit}, p50 {self.p(50):.1f} ms, "
+            f"p99 {self.p(99):.1f} ms, {sum(self.statuses.values()):,} responses, 5xx {five}"
             + (f", other statuses {other}" if other else "")
             + (f", connection errors {dict(self.errors)}" if self.errors else "")
         )
@@ -211,15 +218,139 @@ async def _load(
     return result
 
 
-def run_load(
-    url: str, bodies: Callable[[int], Any], concurrency: int, duration_s: float, units: int = 1
-) -> Load:
-    try:
-        import uvloop
+#: wrk script: POSTs the JSON bodies of ``RECOPS_WRK_BODIES`` (one per line) round robin, counts statuses
+#: per thread, and prints one JSON line (``WRK_JSON ...``) with the totals and latency percentiles (us).
+WRK_SCRIPT = r"""
+local bodies, n, i, threads = {}, 0, 0, {}
+counts = {}  -- global: done() reads it from each thread
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("offset", #threads)
+end
+function init(args)
+  for line in io.lines(os.getenv("RECOPS_WRK_BODIES")) do
+    n = n + 1
+    bodies[n] = line
+  end
+  i = offset * 7919
+end
+function request()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i % n) + 1])
+end
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local statuses = {}
+  for _, thread in ipairs(threads) do
+    local c = thread:get("counts")
+    for status, count in pairs(c) do
+      statuses[#statuses + 1] = string.format('"%d": %d', status, count)
+    end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"duration_us": %d, "requests": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, "statuses": {%s}}\n',
+    summary.duration, summary.requests, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.timeout, table.concat(statuses, ", ")))
+end
+"""
 
-        return uvloop.run(_load(url, bodies, concurrency, duration_s, units))
-    except ImportError:
-        return asyncio.run(_load(url, bodies, concurrency, duration_s, units))
+
+def wrk_binary() -> str | None:
+    """``wrk`` when it is on PATH and not disabled with ``RECOPS_BENCH_LOADGEN=aiohttp``."""
+    if os.environ.get("RECOPS_BENCH_LOADGEN", "") == "aiohttp":
+        return None
+    return shutil.which("wrk")
+
+
+def _wrk_once(
+    wrk: str, url: str, bodies: Path, concurrency: int, duration_s: float, cpus: str
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        argv = [
+            wrk,
+            "-t",
+            "1",
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{max(1, round(duration_s))}s",
+            "--timeout",
+            "10s",
+        ]
+        argv += ["-s", str(script), url]
+        if cpus:
+            argv = ["taskset", "-c", cpus, *argv]
+        env = {**os.environ, "RECOPS_WRK_BODIES": str(bodies)}
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+            return result
+    sys.exit(f"wrk gave no summary (rc {done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+
+
+def _load_wrk(
+    wrk: str,
+    url: str,
+    bodies: Callable[[int], Any],
+    concurrency: int,
+    duration_s: float,
+    units_per_request: int,
+    cpus: str,
+) -> Load:
+    first = json_line(bodies(0))
+    count = max(50, min(4_000, 8_000_000 // len(first)))  # bodies of 500 events: fewer, the file stays small
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as out:
+        out.write(first)
+        for i in range(1, count):
+            out.write(json_line(bodies(i)))
+        path = Path(out.name)
+    try:
+        _wrk_once(wrk, url, path, concurrency, min(3.0, duration_s / 4), cpus)  # warm-up
+        summary = _wrk_once(wrk, url, path, concurrency, duration_s, cpus)
+    finally:
+        path.unlink(missing_ok=True)
+    result = Load(elapsed_s=summary["duration_us"] / 1e6)
+    result.statuses.update({int(s): int(n) for s, n in summary["statuses"].items()})
+    result.units = result.statuses.get(200, 0) * units_per_request
+    result.errors.update({k: int(v) for k, v in summary["errors"].items() if v})
+    result.percentiles_ms = {
+        50: summary["p50_us"] / 1e3, 99: summary["p99_us"] / 1e3, 100: summary["max_us"] / 1e3
+    }  # fmt: skip
+    return result
+
+
+def json_line(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+def run_load(
+    url: str,
+    bodies: Callable[[int], Any],
+    concurrency: int,
+    duration_s: float,
+    units: int = 1,
+    cpus: str = "",
+) -> Load:
+    """wrk when on PATH (a C load generator, one thread), else aiohttp in this process."""
+    wrk = wrk_binary()
+    if wrk is not None:
+        return _load_wrk(wrk, url, bodies, concurrency, duration_s, units, cpus)
+    with pinned(cpus):
+        try:
+            import uvloop
+
+            return uvloop.run(_load(url, bodies, concurrency, duration_s, units))
+        except ImportError:
+            return asyncio.run(_load(url, bodies, concurrency, duration_s, units))
 
 
 def free_port() -> int:
@@ -283,7 +414,8 @@ def server(
         wait_ready(ready_url, proc, timeout_s, log)
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -308,8 +440,12 @@ def session_cpu_s(session: int) -> float:
 
 
 def own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU of this process and of its children that have exited (wrk runs): the load generator's."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 @contextmanager
@@ -341,8 +477,7 @@ def measured_load(
 ) -> tuple[Load, str]:
     """:func:`run_load` plus the CPU each side used over the whole run (warm-up included)."""
     server0, own0, wall0 = session_cpu_s(proc.pid), own_cpu_s(), time.perf_counter()
-    with pinned(client_cpus):
-        load = run_load(url, bodies, concurrency, duration_s, units)
+    load = run_load(url, bodies, concurrency, duration_s, units, client_cpus)
     wall = time.perf_counter() - wall0
     server, own = session_cpu_s(proc.pid) - server0, own_cpu_s() - own0
     answered = sum(load.statuses.values()) * (wall / load.elapsed_s if load.elapsed_s else 1.0)
@@ -424,6 +559,7 @@ def bench_http(
         RECOPS_REDIS_URL=redis_url,
         RECOPS_REDIS_PREFIX=prefix,
         RECOPS_SERVE_RATE_LIMIT_PER_S="0",  # one load generator on one address: the limit would answer 429
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow models serve execs `uvicorn`
         MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false",
         OPENBLAS_NUM_THREADS="1",
     )
@@ -441,7 +577,10 @@ def bench_http(
         "--workers",
         str(workers),
     ]
-    what = f"Redis online store, {len(raws)} known shoppers, concurrency {concurrency}"
+    loadgen = "wrk (1 thread, Lua script)" if wrk_binary() else "aiohttp in the bench process"
+    what = (
+        f"Redis online store, {len(raws)} known shoppers, concurrency {concurrency}, load generator {loadgen}"
+    )
     what += f", server on cpus {server_cpus or 'any'}, load generator on cpus {client_cpus or 'any'}"
     say(f"http: `{' '.join(argv[1:])}`, {what}")
     try:

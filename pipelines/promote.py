@@ -54,6 +54,7 @@ from registry.gate import (
     precondition_checks,
     refuse,
 )
+from registry.notices import redis_notifier
 from registry.promotion import apply_decision, finish_promotion_run, start_promotion_run, tag_versions
 
 if TYPE_CHECKING:
@@ -232,7 +233,9 @@ def _record(
 ) -> PromotionDecision:
     """Apply the decision (alias move under the lock, audit) and log it (promotion run, version tags)."""
     run_id = start_promotion_run(client, settings, decision, actor)
-    decision = apply_decision(client, audit, decision, decision.champion_before, actor, run_id)
+    decision = apply_decision(
+        client, audit, decision, decision.champion_before, actor, run_id, redis_notifier(settings)
+    )
     finish_promotion_run(client, run_id, decision)
     tag_versions(client, decision)
     if not decision.promoted:

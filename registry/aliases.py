@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import RecopsError
 from registry.audit import ABORTED, DONE, PENDING, Action, AuditLog, AuditRecord
 from registry.client import harden_environment, is_not_found
+from registry.notices import AliasNotifier
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -92,14 +93,21 @@ class AliasLock:
     client: MlflowClient
     audit: AuditLog
     name: str
+    #: Told of each completed move (best effort, e.g. :func:`registry.notices.redis_notifier`).
+    notify: AliasNotifier | None = None
 
 
 @contextmanager
-def alias_lock(client: MlflowClient, audit: AuditLog, name: str) -> Iterator[AliasLock]:
-    """Hold the metadata-database lock of ``name`` and settle interrupted moves before anything else."""
+def alias_lock(
+    client: MlflowClient, audit: AuditLog, name: str, notify: AliasNotifier | None = None
+) -> Iterator[AliasLock]:
+    """Hold the metadata-database lock of ``name`` and settle interrupted moves before anything else.
+
+    ``notify`` is called after each alias move made under the lock (scorers listen for it).
+    """
     with audit.lock(lock_name(name)):
         reconcile_intents(client, audit, name)
-        yield AliasLock(client=client, audit=audit, name=name)
+        yield AliasLock(client=client, audit=audit, name=name, notify=notify)
 
 
 def reconcile_intents(client: MlflowClient, audit: AuditLog, name: str) -> list[AuditRecord]:
@@ -174,6 +182,8 @@ def move_alias(
         raise
     audit.settle(intent.id, DONE)
     log.info("%s: %s@%s %s -> %s (%s by %s)", action, name, alias, before, to_version, reason, actor)
+    if lock.notify is not None:
+        lock.notify(name, alias, to_version)
     return before
 
 

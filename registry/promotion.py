@@ -20,6 +20,7 @@ from registry.aliases import CHAMPION, PREVIOUS, alias_lock, alias_version, move
 from registry.audit import AuditLog
 from registry.client import ensure_experiment
 from registry.gate import PromotionDecision
+from registry.notices import AliasNotifier
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,8 +37,12 @@ def apply_decision(
     champion_seen: int | None,
     actor: str,
     run_id: str,
+    notify: AliasNotifier | None = None,
 ) -> PromotionDecision:
-    """Move the aliases under the lock with a compare-and-set on the champion; audit either way."""
+    """Move the aliases under the lock with a compare-and-set on the champion; audit either way.
+
+    ``notify`` is told of each alias move (scorers listen for it: :mod:`registry.notices`).
+    """
     name = decision.model_name
     decision = replace(decision, promotion_run_id=run_id)
     metrics = decision.summary_metrics()
@@ -53,7 +58,7 @@ def apply_decision(
             metrics=metrics,
         )
         return decision
-    with alias_lock(client, audit, name) as lock:
+    with alias_lock(client, audit, name, notify) as lock:
         current = alias_version(client, name, CHAMPION)
         if current != champion_seen:
             reason = (

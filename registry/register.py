@@ -38,6 +38,7 @@ from registry.aliases import (
 from registry.audit import AuditLog, audit_log
 from registry.card import finite, model_card
 from registry.client import mlflow_client
+from registry.notices import redis_notifier
 from registry.tags import (
     LINEAGE_TAGS,
     TAG_CODE_HASH,
@@ -305,7 +306,7 @@ def register_best(
     files: dict[str, str] | None = None
     if reusable_version(client.search_model_versions(lineage_filter), best) is None:
         files = package_checksums(client, settings, best, logged_model_id(client, best))  # slow: not locked
-    with alias_lock(client, audit, name) as lock:
+    with alias_lock(client, audit, name, redis_notifier(settings)) as lock:
         reused = reusable_version(client.search_model_versions(lineage_filter), best)
         if reused is not None:
             version, created, source_run = int(reused.version), False, client.get_run(str(reused.run_id))

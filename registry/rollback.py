@@ -26,6 +26,7 @@ from registry.aliases import (
     settle_pending,
 )
 from registry.audit import AuditLog, audit_log
+from registry.notices import redis_notifier
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -106,7 +107,7 @@ def rollback(
     why = reason or "rollback"
     if forced:
         why = f"FORCED (v{target} was never champion): {reason.strip()}"
-    with alias_lock(client, audit, name) as lock:
+    with alias_lock(client, audit, name, redis_notifier(settings)) as lock:
         now = alias_version(client, name, CHAMPION)
         if now != current:
             raise RegistryError(f"the champion moved from v{current} to v{now} meanwhile: check and retry")

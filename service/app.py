@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from core.settings import Settings, get_settings
 from service.holder import ModelHolder
+from service.hot_path import RecommendationsHotPath
 from service.identity import CHALLENGER, CHAMPION
 from service.limits import BodyLimitMiddleware, RateLimitMiddleware
 from service.metrics import ServiceMetrics
@@ -137,7 +138,9 @@ def create_app(
         serving = holder.get(CHAMPION)
         return str(serving.version) if serving is not None else "none"
 
-    # Added last = outermost: observe (header, log, metrics) -> rate limit -> body limit -> routes.
+    # Added last = outermost: observe (header, log, metrics) -> rate limit -> body limit -> the hot path of
+    # POST /recommendations (service.hot_path) -> FastAPI's router for everything else.
+    app.add_middleware(RecommendationsHotPath, st=st)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serve_max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,

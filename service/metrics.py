@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -110,6 +111,12 @@ class ServiceMetrics:
             registry=r,
         )  # fmt: skip
         self.poll_errors = Counter("recops_registry_poll_errors_total", "Failed registry polls", registry=r)
+        self.prefetched = Counter(
+            "recops_model_prefetched_total", "Versions downloaded and verified ahead of a move", registry=r
+        )
+        self.notices = Counter(
+            "recops_registry_notices_total", "Alias-move notices received (each triggers a poll)", registry=r
+        )
         self.fallbacks = Counter(
             "recops_fallbacks_total", "Recommendations served from the trending list", ["reason"], registry=r
         )
@@ -129,6 +136,16 @@ class ServiceMetrics:
             "Feedback or served-list rows dropped (queue full or write failed)", registry=r,
         )  # fmt: skip
         self.rate_limited = Counter("recops_rate_limited_total", "Requests refused with 429", registry=r)
+        self._variant_children: dict[str, tuple[Any, Any]] = {}
+
+    def per_variant(self, variant: str) -> tuple[Any, Any]:
+        """The scoring-time histogram and served counter of one variant (labelled children, cached: a
+        ``labels()`` lookup per request is a lock and a dict build)."""
+        children = self._variant_children.get(variant)
+        if children is None:
+            children = (self.scoring.labels(variant=variant), self.recommendations.labels(variant=variant))
+            self._variant_children[variant] = children
+        return children
 
     def close(self) -> None:
         """At worker shutdown: drop this process from the live gauges (its counters keep counting)."""

@@ -4,10 +4,12 @@ template (``/users/{user_id}``), never the raw path, and no query string or body
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+
+import orjson
 
 from service.limits import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import ServiceMetrics
@@ -38,6 +40,14 @@ class ObserveMiddleware:
         self.app = app
         self.metrics = metrics
         self.default_version = default_version
+        self._latency: dict[tuple[str, int], Any] = {}  # (route, status) -> labelled histogram child
+
+    def _observe(self, route: str, status: int, elapsed: float) -> None:
+        child = self._latency.get((route, status))
+        if child is None:  # routes are templates and statuses few: this stays small
+            child = self.metrics.latency.labels(route=route, status=str(status))
+            self._latency[(route, status)] = child
+        child.observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,18 +73,14 @@ class ObserveMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             route = route_template(scope)
-            self.metrics.latency.labels(route=route, status=str(status)).observe(elapsed)
+            self._observe(route, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    json.dumps(
-                        {
-                            "method": scope.get("method"),
-                            "route": route,
-                            "status": status,
-                            "ms": round(elapsed * 1000, 3),
-                            "model_version": state.get("model_version"),
-                            "variant": state.get("variant"),
-                        },
-                        separators=(",", ":"),
-                    )
-                )
+                line = {
+                    "method": scope.get("method"),
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 3),
+                    "model_version": state.get("model_version"),
+                    "variant": state.get("variant"),
+                }
+                access_log.info(orjson.dumps(line).decode())

@@ -14,7 +14,8 @@ Pure numpy over a :class:`service.serving.Serving`; nothing here does I/O. Steps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +103,15 @@ def _top_candidates(indices: IntArray | None, values: FloatArray, n: int) -> tup
     return cand_idx[finite], cand_val[finite]
 
 
-def mmr(categories: list[str], relevance: FloatArray, k: int, lam: float) -> list[int]:
-    """Positions (into the candidate lists) of the ``k`` items chosen by maximal marginal relevance."""
+def mmr(categories: Sequence[Hashable], relevance: FloatArray, k: int, lam: float) -> list[int]:
+    """Positions (into the candidate lists) of the ``k`` items chosen by maximal marginal relevance.
+
+    Each step picks the candidate with the highest ``lam * relevance - (1 - lam) * share of the chosen items
+    in its category`` (relevance min-max scaled; ties: the lower position). The penalty is the same for all
+    of a category, so only each category's best remaining candidate can win, and among categories with
+    nothing chosen yet (no penalty) only the one whose best candidate is best: a step compares at most
+    one candidate per category already chosen from, plus one, instead of every candidate.
+    """
     n = len(relevance)
     if n == 0:
         return []
@@ -111,30 +119,59 @@ def mmr(categories: list[str], relevance: FloatArray, k: int, lam: float) -> lis
         return list(range(min(k, n)))
     spread = float(relevance.max() - relevance.min())
     rel = (relevance - relevance.min()) / spread if spread > 0 else np.ones(n, dtype=np.float32)
-    codes: dict[str, int] = {}
-    cat = np.fromiter((codes.setdefault(c, len(codes)) for c in categories), dtype=np.int64, count=n)
-    chosen_per_cat = np.zeros(len(codes), dtype=np.float64)
-    available = np.ones(n, dtype=bool)
+    lam_rel = lam * rel  # float32, as a vectorised gain computes it
+    weighted: list[float] = lam_rel.tolist()
+    order: list[int] = np.lexsort((np.arange(n), -lam_rel)).tolist()  # best first, ties: lower position
+    queue_of: dict[Hashable, int] = {}
+    queues: list[list[int]] = []  # per category its positions, best first; queues in order of their best
+    for pos in order:
+        q = queue_of.setdefault(categories[pos], len(queues))
+        if q == len(queues):
+            queues.append([])
+        queues[q].append(pos)
+    heads = [0] * len(queues)
+    next_fresh = 0  # queues[next_fresh:] have nothing chosen yet (queues are taken in their own order)
+    touched: list[int] = []  # queues with something chosen and candidates left
+    penalty = 1.0 - lam
     picked: list[int] = []
     for step in range(min(k, n)):
-        redundancy = chosen_per_cat[cat] / step if step else np.zeros(n)
-        gain = lam * rel - (1.0 - lam) * redundancy
-        gain[~available] = -np.inf
-        best = int(np.argmax(gain))  # first maximum: the better-ranked candidate wins ties
-        picked.append(best)
-        available[best] = False
-        chosen_per_cat[cat[best]] += 1
+        best_gain, best_pos, best_queue = -math.inf, n, -1
+        if next_fresh < len(queues):
+            best_queue = next_fresh
+            best_pos = queues[next_fresh][0]
+            best_gain = weighted[best_pos]
+        for q in touched:
+            pos = queues[q][heads[q]]
+            gain = weighted[pos] - penalty * (heads[q] / step)
+            if gain > best_gain or (gain == best_gain and pos < best_pos):
+                best_gain, best_pos, best_queue = gain, pos, q
+        picked.append(best_pos)
+        if best_queue == next_fresh:
+            next_fresh += 1
+            touched.append(best_queue)
+        heads[best_queue] += 1
+        if heads[best_queue] == len(queues[best_queue]):
+            touched.remove(best_queue)
     return picked
 
 
-def _explain(serving: Serving, history: IntArray, index: int, cold: bool) -> str:
-    category = serving.categories[index]
-    if cold or len(history) == 0:
-        return f"popular in {category}" if category else "popular right now"
-    for past in history[::-1][:50]:
-        if serving.categories[int(past)] == category:
-            return f"because you viewed {serving.item_ids[int(past)]}"
-    return f"because you viewed {serving.item_ids[int(history[-1])]}"
+def _explainer(serving: Serving, history: IntArray) -> Callable[[int, bool], str]:
+    """``explain(index, cold)``: "because you viewed X" (X: the latest of the last 50 history items in the
+    item's category, else the latest history item) or "popular in <category>". One pass over the history
+    per request, not one per recommended item."""
+    latest: dict[str, int] = {}
+    for past in history[::-1][:50].tolist():
+        latest.setdefault(serving.categories[past], past)
+    last = int(history[-1]) if len(history) else -1
+    categories, item_ids = serving.categories, serving.item_ids
+
+    def explain(index: int, cold: bool) -> str:
+        category = categories[index]
+        if cold or last < 0:
+            return f"popular in {category}" if category else "popular right now"
+        return f"because you viewed {item_ids[latest.get(category, last)]}"
+
+    return explain
 
 
 def rank(serving: Serving, req: RankRequest, mmr_lambda: float) -> Ranking:
@@ -143,7 +180,8 @@ def rank(serving: Serving, req: RankRequest, mmr_lambda: float) -> Ranking:
     cold = len(req.history) == 0
     scores = serving.score(req.history)
     chosen = _choose(serving, req, scores, mmr_lambda)
-    items = [Ranked(int(i), float(s), _explain(serving, req.history, int(i), cold)) for i, s in chosen]
+    explain = _explainer(serving, req.history)
+    items = [Ranked(i, s, explain(i, cold)) for i, s in chosen]
     if len(items) < req.k and not cold:
         taken = np.asarray([r.index for r in items], dtype=np.int64)
         more = RankRequest(
@@ -154,13 +192,12 @@ def rank(serving: Serving, req: RankRequest, mmr_lambda: float) -> Ranking:
             stock_overrides=req.stock_overrides,
         )
         for i, s in _choose(serving, more, serving.cold_scores.copy(), mmr_lambda):
-            items.append(Ranked(int(i), float(s), _explain(serving, req.history, int(i), True)))
+            items.append(Ranked(i, s, explain(i, True)))
     return Ranking(items=tuple(items), cold=cold)
 
 
 def _choose(serving: Serving, req: RankRequest, scores: FloatArray, lam: float) -> list[tuple[int, float]]:
     indices, values = _candidate_pool(serving, req, scores)
     cand_idx, cand_val = _top_candidates(indices, values, max(4 * req.k, MIN_CANDIDATES))
-    cats = [serving.categories[int(i)] for i in cand_idx]
-    picks = mmr(cats, cand_val, req.k, lam)
+    picks = mmr(serving.category_codes[cand_idx].tolist(), cand_val, req.k, lam)
     return [(int(cand_idx[p]), float(cand_val[p])) for p in picks]

@@ -2,16 +2,19 @@
 
 Keys (prefix ``Settings.redis_prefix``; ``<u>`` is a pseudonym, never a raw id)::
 
-    <prefix>u:<u>:recent   list, oldest first, trimmed to the history length
-    <prefix>u:<u>:seen     sorted set item -> last time seen (ms), trimmed to the newest seen_length
-    <prefix>u:<u>:bought   sorted set item -> time bought (ms), trimmed likewise
-    <prefix>stock          hash item -> "1" / "0" (stock carried by events)
-    <prefix>forgotten      set of pseudonyms forgotten through the API (skipped by later seeds)
-    <prefix>seed:<digest>  "loading" (with an expiry) then "done": one replica loads each seed
+    <prefix>u:<u>             one string per shopper, JSON {"r": [recent items, oldest first, at most the
+                              history length], "s": {item: last time seen (ms)}, "b": {item: time bought
+                              (ms)}}; "s" and "b" keep the newest seen_length items
+    <prefix>stock             hash item -> "1" / "0" (stock carried by events)
+    <prefix>forgotten         set of pseudonyms forgotten through the API (skipped by later seeds)
+    <prefix>seed:v2:<digest>  "loading" (with an expiry) then "done": one replica loads each seed
 
-Every per-shopper key gets the TTL again on each write. A request reads a shopper's three keys and the
-stock hash in one pipelined round trip (the stock hash at most once per ``stock_cache_s``: stock seen by
-other replicas may lag that long); a batch of events is one pipeline too.
+One key per shopper makes a recommendation's read a single ``GET`` (plus the stock hash at most once per
+``stock_cache_s``: stock seen by other replicas may lag that long); events update the key with a Lua script
+(``_ADD_EVENTS``: read, append, trim, write back with the TTL) run atomically by Redis, one call per shopper
+of a batch, all in one pipeline. A seed row is one ``SET NX``: a shopper with live state keeps it. (Layout
+v2: the earlier layout's three keys per shopper simply expire; its seed markers are not read, so the seed
+is loaded again in the new layout.)
 """
 
 from __future__ import annotations
@@ -21,10 +24,61 @@ from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from service.online_store import BOUGHT_TYPES, OnlineEvent, SeedRow, StoreLimits, UserState
 
 SEED_LOCK_S = 600
 SEED_CHUNK = 1_000
+LAYOUT = "v2"
+
+#: KEYS[1] the shopper's key; ARGV: history length, seen length, TTL (s), then (item, ms, bought) triples.
+#: A map holding more than ``seen length`` items keeps the newest (by time, then item), as ZREMRANGEBYRANK
+#: did in the earlier layout. cjson writes an empty table as ``{}``: readers accept it for "r" too.
+_ADD_EVENTS = """
+local history, keep, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local raw = redis.call('GET', KEYS[1])
+local state = raw and cjson.decode(raw) or {}
+local recent, seen, bought = state.r or {}, state.s or {}, state.b or {}
+for i = 4, #ARGV, 3 do
+  local item, ms = ARGV[i], tonumber(ARGV[i + 1])
+  recent[#recent + 1] = item
+  seen[item] = ms
+  if ARGV[i + 2] == '1' then bought[item] = ms end
+end
+local function newest(map)
+  local entries = {}
+  for item, ms in pairs(map) do entries[#entries + 1] = {item, ms} end
+  if #entries <= keep then return map end
+  table.sort(entries, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] > b[1]
+  end)
+  local kept = {}
+  for i = 1, keep do kept[entries[i][1]] = entries[i][2] end
+  return kept
+end
+local tail = {}
+for i = math.max(1, #recent - history + 1), #recent do tail[#tail + 1] = recent[i] end
+local value = cjson.encode({r = tail, s = newest(seen), b = newest(bought)})
+redis.call('SET', KEYS[1], value, 'EX', ttl)
+return #tail
+"""
+
+
+def _items(value: Any) -> tuple[str, ...]:
+    """Items of a decoded "r" list or "s"/"b" map (an empty one may come back from Lua as ``{}``)."""
+    return tuple(value) if value else ()
+
+
+def decode_state(raw: bytes | None) -> UserState:
+    """A shopper's key as stored -> :class:`UserState` (None: no state)."""
+    if not raw:
+        return UserState()
+    data = orjson.loads(raw)
+    return UserState(
+        _items(data.get("r")), frozenset(_items(data.get("s"))), frozenset(_items(data.get("b")))
+    )
 
 
 class RedisStore:
@@ -48,75 +102,58 @@ class RedisStore:
         self.client: Any = client or redis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
+        self._add_events = self.client.register_script(_ADD_EVENTS)
 
-    def _key(self, user: str, part: str) -> str:
-        return f"{self.prefix}u:{user}:{part}"
+    def _key(self, user: str) -> str:
+        return f"{self.prefix}u:{user}"
 
     @staticmethod
     def _text(values: Iterable[bytes | str]) -> list[str]:
         return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
 
     def state(self, user: str) -> tuple[UserState, dict[str, bool]]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lrange(self._key(user, "recent"), 0, -1)
-        pipe.zrange(self._key(user, "seen"), 0, -1)
-        pipe.zrange(self._key(user, "bought"), 0, -1)
         now = time.monotonic()
-        refresh = now - self._stock_read_at >= self.stock_cache_s
-        if refresh:
-            pipe.hgetall(f"{self.prefix}stock")
-        recent, seen, bought, *stock = pipe.execute()
-        if refresh:
-            raw = stock[0]
-            pairs = zip(self._text(raw), self._text(raw.values()), strict=True)
-            self._stock = {item: value == "1" for item, value in pairs}
-            self._stock_read_at = now
-        state = UserState(
-            tuple(self._text(recent)), frozenset(self._text(seen)), frozenset(self._text(bought))
-        )
-        return state, self._stock
+        if now - self._stock_read_at < self.stock_cache_s:
+            return decode_state(self.client.get(self._key(user))), self._stock
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self._key(user))
+        pipe.hgetall(f"{self.prefix}stock")
+        raw, stock = pipe.execute()
+        pairs = zip(self._text(stock), self._text(stock.values()), strict=True)
+        self._stock = {item: value == "1" for item, value in pairs}
+        self._stock_read_at = now
+        return decode_state(raw), self._stock
 
     def add_events(self, events: Sequence[OnlineEvent]) -> None:
         if not events:
             return
         limits = self.limits
-        pipe = self.client.pipeline(transaction=False)
-        touched: set[str] = set()
+        per_user: dict[str, list[str | int]] = {}
         stock: dict[str, str] = {}
         for event in events:
-            score = int(event.ts.timestamp() * 1000)
-            pipe.rpush(self._key(event.user, "recent"), event.item_id)
-            pipe.zadd(self._key(event.user, "seen"), {event.item_id: score})
-            if event.event_type in BOUGHT_TYPES:
-                pipe.zadd(self._key(event.user, "bought"), {event.item_id: score})
-            touched.add(event.user)
+            bought = "1" if event.event_type in BOUGHT_TYPES else "0"
+            args = per_user.setdefault(event.user, [limits.history_length, limits.seen_length, limits.ttl_s])
+            args.extend((event.item_id, int(event.ts.timestamp() * 1000), bought))
             if event.in_stock is not None:
                 stock[event.item_id] = "1" if event.in_stock else "0"
-        for user in touched:
-            self._trim(pipe, user, limits)
+        pipe = self.client.pipeline(transaction=False)
+        for user, args in per_user.items():
+            self._add_events(keys=[self._key(user)], args=args, client=pipe)
         if stock:
             pipe.hset(f"{self.prefix}stock", mapping=stock)
         pipe.execute()
         if stock:  # this replica sees its own stock changes at once
             self._stock = {**self._stock, **{item: value == "1" for item, value in stock.items()}}
 
-    def _trim(self, pipe: Any, user: str, limits: StoreLimits) -> None:
-        recent, seen, bought = (self._key(user, p) for p in ("recent", "seen", "bought"))
-        pipe.ltrim(recent, -limits.history_length, -1)
-        pipe.zremrangebyrank(seen, 0, -(limits.seen_length + 1))
-        pipe.zremrangebyrank(bought, 0, -(limits.seen_length + 1))
-        for key in (recent, seen, bought):
-            pipe.expire(key, limits.ttl_s)
-
     def forget(self, user: str) -> bool:
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*(self._key(user, p) for p in ("recent", "seen", "bought")))
+        pipe.delete(self._key(user))
         pipe.sadd(f"{self.prefix}forgotten", user)
         deleted, _ = pipe.execute()
         return bool(deleted)
 
     def load_seed(self, digest: str, rows: Iterable[SeedRow]) -> bool:
-        marker = f"{self.prefix}seed:{digest}"
+        marker = f"{self.prefix}seed:{LAYOUT}:{digest}"
         if not self.client.set(marker, "loading", nx=True, ex=SEED_LOCK_S):
             return False
         try:
@@ -131,22 +168,22 @@ class RedisStore:
         return True
 
     def _load_chunk(self, chunk: list[SeedRow]) -> None:
+        """One ``SET NX`` per shopper: one with online events already (newer than the seed) keeps them.
+        Seen items are ranked by position and bought ones at 0, so every live event counts as newer."""
         limits = self.limits
-        probe = self.client.pipeline(transaction=False)
-        for row in chunk:
-            probe.exists(self._key(row.user, "recent"), self._key(row.user, "seen"))
-        live = probe.execute()
         pipe = self.client.pipeline(transaction=False)
-        for row, present in zip(chunk, live, strict=True):
-            if present:  # online events already arrived for this shopper: they are newer than the seed
-                continue
-            recent = list(row.recent)[-limits.history_length :]
-            if recent:
-                pipe.rpush(self._key(row.user, "recent"), *recent)
-                pipe.zadd(self._key(row.user, "seen"), {item: pos for pos, item in enumerate(row.recent)})
-            if row.bought:
-                pipe.zadd(self._key(row.user, "bought"), dict.fromkeys(row.bought, 0))
-            self._trim(pipe, row.user, limits)
+        for row in chunk:
+            seen: dict[str, int] = {}
+            for pos, item in enumerate(row.recent):
+                seen.pop(item, None)
+                seen[item] = pos
+            bought = dict.fromkeys(row.bought, 0)
+            value = {
+                "r": list(row.recent)[-limits.history_length :],
+                "s": dict(list(seen.items())[-limits.seen_length :]),
+                "b": dict(list(bought.items())[-limits.seen_length :]),
+            }
+            pipe.set(self._key(row.user), orjson.dumps(value), nx=True, ex=limits.ttl_s)
         pipe.execute()
 
     def ping(self) -> bool:

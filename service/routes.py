@@ -86,14 +86,26 @@ async def _online_state(st: ServiceState, user: str) -> tuple[UserState, dict[st
 async def recommendations(body: RecommendationRequest, request: Request) -> Response:
     """Top-k items for a shopper, from their online history plus this session's items.
 
-    ``async``: the work is a few hundred microseconds of CPU, so it runs on the event loop instead of
-    paying a thread-pool hop (and the GIL hand-offs it brings) per request.
+    Served by :class:`service.hot_path.RecommendationsHotPath` (a plain ASGI handler in front of the
+    router, same code: :func:`recommend`); this declaration gives the OpenAPI schema and answers when the
+    hot path hands a request on (a body that is not JSON).
     """
-    st = service_state(request)
+    payload = await recommend(service_state(request), body, request.scope.setdefault("state", {}))
+    return Response(payload, media_type="application/json")
+
+
+async def recommend(st: ServiceState, body: RecommendationRequest, state: dict[str, Any]) -> bytes:
+    """The JSON answer to one recommendation request (``state``: the request's ASGI state, where the
+    model version and variant are left for the access log and the ``X-Model-Version`` header).
+
+    ``async``: the work is a few hundred microseconds of CPU, so it runs on the event loop instead of
+    paying a thread-pool hop (and the GIL hand-offs it brings) per request. Raises HTTPException 503 when
+    no model is loaded yet.
+    """
     user = pseudonym(body.user_id, st.settings)
     serving, variant = _choose_model(st, user)
-    request.state.model_version = serving.version
-    request.state.variant = variant
+    state["model_version"] = serving.version
+    state["variant"] = variant
     started = time.perf_counter()
     stored, stock = await _online_state(st, user)
     ctx = body.context
@@ -103,7 +115,7 @@ async def recommendations(body: RecommendationRequest, request: Request) -> Resp
     blocked = set(stored.bought) | set(ctx.exclude)
     if st.settings.serve_exclude_seen:
         blocked |= stored.seen | set(ctx.session_items)
-    exclude = np.unique(serving.encode(sorted(blocked)))
+    exclude = np.unique(serving.encode(list(blocked)))  # np.unique sorts
     req = RankRequest(
         history=history, exclude=exclude, k=body.k, category=ctx.category, stock_overrides=stock
     )
@@ -118,8 +130,9 @@ async def recommendations(body: RecommendationRequest, request: Request) -> Resp
         st.metrics.fallbacks.labels(reason="cold_start").inc()
     if unknown:
         st.metrics.unknown_items.inc(unknown)
-    st.metrics.scoring.labels(variant=variant).observe(time.perf_counter() - started)
-    st.metrics.recommendations.labels(variant=variant).inc()
+    scoring, served = st.metrics.per_variant(variant)
+    scoring.observe(time.perf_counter() - started)
+    served.inc()
     rec_id = f"{uuid.uuid4().hex}.{variant[0] if variant == CHALLENGER else 'h'}{serving.version}"
     ids, cats, brands, prices, stocked = (
         serving.item_ids,
@@ -162,7 +175,7 @@ async def recommendations(body: RecommendationRequest, request: Request) -> Resp
         "cold_start": ranking.cold,
         "items": items,
     }
-    return Response(orjson.dumps(payload), media_type="application/json")
+    return orjson.dumps(payload)
 
 
 def _known(st: ServiceState, item_id: str) -> bool:

@@ -45,6 +45,7 @@ class Serving:
     item_ids: tuple[str, ...]
     item_index: Mapping[str, int]
     categories: tuple[str, ...]  # per item
+    category_codes: IntArray  # per item: the position of its category in category_items
     brands: tuple[str, ...]
     prices: tuple[float | None, ...]
     in_stock: NDArray[np.bool_]
@@ -60,8 +61,8 @@ class Serving:
 
     def encode(self, item_ids: list[str] | tuple[str, ...]) -> IntArray:
         """Known item ids -> indices, in order (unknown ones dropped)."""
-        index = self.item_index
-        return np.fromiter((index[i] for i in item_ids if i in index), dtype=np.int64)
+        known = [i for i in map(self.item_index.get, item_ids) if i is not None]
+        return np.array(known, dtype=np.int64)
 
     def score(self, history: IntArray) -> FloatArray:
         """Scores of every item for one history (cold histories get the precomputed cold scores)."""
@@ -104,8 +105,11 @@ def build_serving(loaded: LoadedModel, alias: str) -> Serving:
     cold = np.asarray(model.cold_scores(), dtype=np.float32)
     cold = cold / max(float(np.abs(cold).max(initial=0.0)), 1e-12) + tie_break
     in_stock = np.asarray(items["in_stock"].fillna(False).to_numpy(dtype=bool), dtype=np.bool_)
-    in_stock.setflags(write=False)
-    tie_break.setflags(write=False)
+    category_codes = np.empty(len(categories), dtype=np.int64)
+    for code, members in enumerate(codes.values()):
+        category_codes[members] = code
+    for frozen in (in_stock, tie_break, category_codes):
+        frozen.setflags(write=False)
     cold.setflags(write=False)
     return Serving(
         name=loaded.name,
@@ -118,6 +122,7 @@ def build_serving(loaded: LoadedModel, alias: str) -> Serving:
         item_ids=item_ids,
         item_index=MappingProxyType({item: i for i, item in enumerate(item_ids)}),
         categories=categories,
+        category_codes=category_codes,
         brands=_as_text(items["brand"].tolist()),
         prices=_as_price(items["price"].tolist()),
         in_stock=in_stock,

@@ -5,6 +5,17 @@ when MLflow is down. Each poll asks only which version an alias names (:func:`re
 a new version is loaded (verified, no unpickling), precomputed, warmed and smoke-tested in this background
 thread, then swapped in. A version that fails any of that is refused (counted, retried only after
 ``REFUSED_RETRY_POLLS`` polls) while the old one keeps serving.
+
+When a poll happens: every ``serve_poll_interval_s`` from the start of the previous one (a fixed rate, so a
+slow load does not push the next poll back), and at once when an alias-move notice arrives on the Redis
+channel ``<redis_prefix>registry:aliases`` (:mod:`registry.notices`, published by the registry steps
+that move aliases; only when ``RECOPS_REDIS_URL`` is set).
+A notice is only a hint to poll now: its content is not trusted, the registry is asked as on any poll, so a
+lost or forged notice costs at most one extra peek. Without notices (no Redis, or the channel
+down) a move is seen within one interval plus the peek and the load; with one, within the load time.
+The load is short when the new version was prefetched: each poll also downloads and verifies, into the
+disk cache only, the version the ``challenger`` alias names (registration sets it; promotion then moves
+champion to it), so a promotion costs a registry call and a local load, not a download.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from registry.loader import (
     peek_alias,
 )
 from registry.model_cache import pointer_path, read_json, write_json
+from registry.notices import notice_channel
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
 from service.serving import build_serving, smoke_test
@@ -33,6 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFUSED_RETRY_POLLS = 20
+#: Aliases whose version is downloaded and verified ahead of a move (when they are not served already).
+PREFETCH_ALIASES = ("challenger",)
+NOTICE_RETRY_S = 5.0
 
 
 class ModelWatcher:
@@ -46,32 +61,77 @@ class ModelWatcher:
         self.metrics = metrics
         self.aliases = aliases
         self.refused: dict[tuple[str, int], float] = {}  # (role, version) -> when it may be tried again
+        self.prefetched: dict[str, int] = {}  # alias -> the version last prefetched (or tried)
         self._client: MlflowClient | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by a notice (or stop): poll now
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
         self.started_up = threading.Event()
+        self.listening = threading.Event()  # subscribed to the notice channel
+        self.last_load_s = 0.0  # download + verify + load of the last version followed
+        self.last_warm_s = 0.0  # precompute + smoke test of the last version installed
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Load every alias and poll them in a daemon thread until :meth:`stop`."""
+        url = self.settings.redis_url.get_secret_value() if self.settings.redis_url is not None else ""
+        if url:
+            self._listener = threading.Thread(
+                target=self._listen, args=(url,), name="recops-alias-notices", daemon=True
+            )
+            self._listener.start()
         self._thread = threading.Thread(target=self._run, name="recops-model-watcher", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
+        self._wake.set()
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
         try:
             self.start_up()
         finally:
             self.started_up.set()
-        while not self._stop.wait(self.settings.serve_poll_interval_s):
+        interval = self.settings.serve_poll_interval_s
+        next_poll = time.monotonic() + interval
+        while True:
+            self._wake.wait(max(0.0, next_poll - time.monotonic()))
+            if self._stop.is_set():
+                return
+            self._wake.clear()  # before polling: a notice that arrives during this poll triggers another
+            started = time.monotonic()
+            next_poll = started + interval  # fixed rate from the start of this poll
             try:
                 self.poll_once()
             except Exception:  # never let the watcher die: the next poll tries again
                 log.exception("model watcher poll failed")
+
+    def _listen(self, url: str) -> None:
+        """Wake the poll loop on each alias-move notice; reconnect after a failure until :meth:`stop`."""
+        import redis
+
+        channel = notice_channel(self.settings)
+        while not self._stop.is_set():
+            client: Any = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(channel)
+                self.listening.set()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self.metrics.notices.inc()
+                        self._wake.set()
+            except Exception as exc:  # Redis down: polling still follows the registry; try again later
+                log.warning("alias notices unavailable (%s); polling only", type(exc).__name__)
+                self._stop.wait(NOTICE_RETRY_S)
+            finally:
+                self.listening.clear()
+                client.close()
 
     # ------------------------------------------------------------------------------------------ steps
     def _mlflow(self) -> MlflowClient:
@@ -98,7 +158,7 @@ class ModelWatcher:
             self.install(role, loaded)
 
     def poll_once(self) -> None:
-        """Check every alias once and swap in versions that changed."""
+        """Check every alias once and swap in versions that changed; then prefetch what may come next."""
         for role, alias in self.aliases.items():
             try:
                 version = peek_alias(alias, settings=self.settings, client=self._mlflow())
@@ -108,6 +168,35 @@ class ModelWatcher:
                 self._client = None
                 continue
             self._follow(role, alias, version)
+        for alias in PREFETCH_ALIASES:
+            if alias not in self.aliases.values():
+                self._prefetch(alias)
+
+    def _prefetch(self, alias: str) -> None:
+        """Download and verify the version ``alias`` names into the disk cache, without serving it.
+
+        The promotion step moves champion to the challenger's version: with the package already cached and
+        verified, following that move costs one registry call and a local load instead of a download, so
+        the swap lands well within one poll interval of the move. Failures are logged only (the version is
+        verified again when an alias that is served names it)."""
+        try:
+            version = peek_alias(alias, settings=self.settings, client=self._mlflow())
+        except Exception as exc:  # the next poll tries again
+            log.debug("cannot peek %s@%s: %s", self.settings.model_name, alias, exc)
+            return
+        served = {serving.version for serving in self.holder.snapshot().values()}
+        if version is None or version in served or self.prefetched.get(alias) == version:
+            return
+        self.prefetched[alias] = version  # tried once per version, whatever the outcome
+        started = time.perf_counter()
+        try:
+            load_alias(alias, settings=self.settings, client=self._mlflow(), allow_stale=False)
+        except Exception as exc:
+            log.warning("prefetch of %s@%s v%d failed: %s", self.settings.model_name, alias, version, exc)
+            return
+        self.metrics.prefetched.inc()
+        log.info("prefetched %s v%d (%s) in %.2f s", self.settings.model_name, version, alias,
+                 time.perf_counter() - started)  # fmt: skip
 
     def _follow(self, role: str, alias: str, version: int | None) -> None:
         current = self.holder.get(role)
@@ -124,6 +213,7 @@ class ModelWatcher:
             return
         pointer = pointer_path(self.settings, self.settings.model_name, alias)
         last_good = read_json(pointer)
+        started = time.perf_counter()
         try:
             loaded = load_alias(alias, settings=self.settings, client=self._mlflow(), allow_stale=False)
         except RegistryUnavailableError as exc:
@@ -134,6 +224,7 @@ class ModelWatcher:
         except Exception as exc:  # checksum mismatch, missing or corrupt files: refuse this version
             self._refuse(role, version, exc)
             return
+        self.last_load_s = time.perf_counter() - started
         if not self.install(role, loaded) and last_good is not None:
             # The loader recorded the version as the alias's last good one before our smoke test refused it:
             # point back at the version that served, so a restart with MLflow down does not pick it up.
@@ -150,19 +241,22 @@ class ModelWatcher:
 
     def install(self, role: str, loaded: LoadedModel) -> bool:
         """Precompute, warm and smoke-test ``loaded``, then swap it in; False when it was refused."""
+        started = time.perf_counter()
         try:
             serving = build_serving(loaded, role)
             smoke_test(serving)
         except Exception as exc:
             self._refuse(role, loaded.version, exc)
             return False
+        self.last_warm_s = time.perf_counter() - started
         old = self.holder.swap(role, serving)
         self.metrics.model_version.labels(alias=role).set(serving.version)
         if old is not None:
             self.metrics.swaps.labels(alias=role).inc()
         log.info(
-            "%s: serving %s v%d (%s%s)", role, serving.name, serving.version, serving.family,
-            ", from cache" if serving.loaded_from == "cache" else "",
+            "%s: serving %s v%d (%s%s; load %.2f s, warm-up %.2f s)", role, serving.name, serving.version,
+            serving.family, ", from cache" if serving.loaded_from == "cache" else "", self.last_load_s,
+            self.last_warm_s,
         )  # fmt: skip
         return True
 

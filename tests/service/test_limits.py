@@ -92,3 +92,38 @@ def test_token_bucket_refills_at_its_rate() -> None:
     assert buckets.take("b") == 0.0  # per client
     now[0] = 1.0
     assert buckets.take("a") == 0.0
+
+
+def test_hot_path_answers_like_the_declared_route(client: TestClient) -> None:
+    """POST /recommendations is answered by service.hot_path: same 422 shape as FastAPI's, JSON media types
+    with parameters accepted, a non-JSON body handed on to FastAPI's route (422, never a 500)."""
+    bad = client.post("/recommendations", json={"user_id": "u", "k": 0})
+    assert bad.status_code == 422 and bad.headers["x-model-version"] == "1"
+    assert bad.json()["detail"] == [
+        {
+            "loc": ["body", "k"],
+            "msg": "Input should be greater than or equal to 1",
+            "type": "greater_than_equal",
+        }
+    ]
+    nested = client.post("/recommendations", json={"user_id": "u", "context": {"exclude": [""]}})
+    assert nested.status_code == 422 and nested.json()["detail"][0]["loc"] == [
+        "body",
+        "context",
+        "exclude",
+        "0",
+    ]
+    broken = client.post(
+        "/recommendations", content=b'{"user_id": ', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    vendor = client.post(
+        "/recommendations",
+        content=b'{"user_id": "u1", "k": 3}',
+        headers={"content-type": "application/vnd.shop+json; charset=utf-8"},
+    )
+    assert vendor.status_code == 200 and len(vendor.json()["items"]) == 3
+    text = client.post(
+        "/recommendations", content=b'{"user_id": "u1"}', headers={"content-type": "text/plain"}
+    )
+    assert text.status_code == 422 and text.headers["x-model-version"] == "1"

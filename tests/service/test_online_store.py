@@ -76,7 +76,7 @@ def test_redis_keys_expire_and_hold_no_raw_ids(redis_url: RedisEndpoint) -> None
     store = RedisStore(redis_url.url, redis_url.prefix, LIMITS)
     store.add_events(_events(U1, ["a"]))
     keys = sorted(k.decode() for k in store.client.scan_iter(match=f"{redis_url.prefix}*"))
-    assert keys == [f"{redis_url.prefix}u:{U1}:recent", f"{redis_url.prefix}u:{U1}:seen"]
+    assert keys == [f"{redis_url.prefix}u:{U1}"]  # one key per shopper: a recommendation is one GET
     assert all(0 < store.client.ttl(k) <= 60 for k in keys)
     store.close()
 
