@@ -72,5 +72,6 @@ def test_long_rows_pre_filtered_by_block_maxima_match_a_full_sort(k: int) -> Non
     scores[5, -10:] = 1e6  # the best items all sit in the tail
     ids, top = top_k(scores, k)
     np.testing.assert_array_equal(ids, reference_top_k(scores, k))
+    np.testing.assert_array_equal(top, np.where(ids >= 0, np.take_along_axis(scores, ids, axis=1), -np.inf))
     assert ids[3, :3].tolist() == [5, n_items - 1, -1][:k]
     assert set(ids[5, :10].tolist()) <= set(range(n_items - 10, n_items))
