@@ -223,6 +223,7 @@ class SASRecRecommender(Recommender):
             np.power(self.item_popularity.astype(np.float64) + 1.0, cfg.negative_power)
         )
         proposal = (proposal / proposal.sum()).float()  # (I,) q: the negative sampler's distribution
+        log_q = proposal.log().to(device)  # (I,) once, not per step
 
         best_ndcg, best_epoch, best_state = -1.0, 0, None
         # Progress on a terminal only (tqdm disables itself elsewhere), and on rank 0 only.
@@ -237,7 +238,7 @@ class SASRecRecommender(Recommender):
             for rows in length_batches(order, lengths, cfg.batch_size, epoch_rng):
                 # (B, L' + 1): similar-length windows, all-padding columns cropped
                 batch = torch.from_numpy(crop_padding(windows_np[rows], keep_last=2)).to(device)
-                loss = self._loss(step, batch, negatives, proposal, device)
+                loss = self._loss(step, batch, negatives, (proposal, log_q), device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
@@ -274,10 +275,13 @@ class SASRecRecommender(Recommender):
         step: Callable[..., torch.Tensor],
         batch: torch.Tensor,
         negatives: torch.Generator,
-        proposal: torch.Tensor,
+        sampler: tuple[torch.Tensor, torch.Tensor],
         device: torch.device,
     ) -> torch.Tensor:
-        """Cross-entropy of every real (input, next item) pair of a batch of windows ``(B, L + 1)``."""
+        """Cross-entropy of every real (input, next item) pair of a batch of windows ``(B, L + 1)``.
+
+        ``sampler``: the negatives' distribution q (I,) on the CPU and log q on ``device``.
+        """
         import torch
         import torch.nn.functional as F
 
@@ -295,12 +299,12 @@ class SASRecRecommender(Recommender):
         # and using them uncorrected pushes popular items down, which costs NDCG. Every logit is corrected
         # by -log q (a constant, i.e. nothing, for uniform draws).
         n, k = len(wanted), self.config.negatives
+        proposal, log_q = sampler
         if self.config.negative_power == 0.0:
             drawn = torch.randint(0, self.n_items, (k,), generator=negatives)
         else:
             drawn = torch.multinomial(proposal, k, replacement=True, generator=negatives)
         drawn = drawn.to(device)
-        log_q = proposal.to(device).log()
         with autocast:
             scores = step(tokens, positions, drawn, wanted).float()  # (N, 1 + K): own target first
         positive = scores[:, :1] - log_q[wanted][:, None]  # (N, 1)

@@ -29,7 +29,7 @@ from models.base import (
     Recommender,
 )
 from models.package import ModelPackage, package_digest
-from pipelines.params import ParamsError, TrainParams, load_params
+from pipelines.params import Params, ParamsError, TrainParams, load_params
 from pipelines.steps import StepContext
 from pipelines.train import (
     PACKAGE_DIR,
@@ -95,6 +95,14 @@ def spy_family(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(models.FAMILIES, "spy", f"{__name__}:SpyRecommender")
 
 
+def spy_params(boost: float) -> Params:
+    """params.yaml with the spy as the only family."""
+    params = load_params(PARAMS_FILE)
+    return params.model_copy(
+        update={"train": TrainParams.model_validate({"families": ["spy"], "spy": {"boost": boost}})}
+    )
+
+
 # ------------------------------------------------------------------------------------------- pure core
 
 
@@ -102,10 +110,7 @@ def test_selection_fits_on_train_with_valid_and_the_package_on_train_valid(
     recops_settings: Settings, spy_family: None
 ) -> None:
     fs = write_features_for(recops_settings)
-    params = load_params(PARAMS_FILE)
-    params = params.model_copy(
-        update={"train": TrainParams.model_validate({"families": ["spy"], "spy": {"boost": 2.0}})}
-    )
+    params = spy_params(boost=2.0)
     ctx = FitContext(seed=9, threads=1)
     selection = fit_family("spy", fs, params, "train", ctx)
     assert SpyRecommender.seen == {
@@ -126,10 +131,7 @@ def test_the_refit_takes_what_validation_chose_for_the_selection_fit(
     recops_settings: Settings, spy_family: None
 ) -> None:
     fs = write_features_for(recops_settings)
-    params = load_params(PARAMS_FILE)
-    params = params.model_copy(
-        update={"train": TrainParams.model_validate({"families": ["spy"], "spy": {"boost": 2.0}})}
-    )
+    params = spy_params(boost=2.0)
     ctx = FitContext(seed=9, threads=1)
     selection = fit_family("spy", fs, params, "train", ctx)
     chosen = SpyConfig(boost=5.0)  # what an early-stopping family would have settled on validation
@@ -251,10 +253,7 @@ def test_run_train_logs_what_validation_changed_for_the_refit(
     recops_settings: Settings, spy_family: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_features_for(recops_settings)
-    params = load_params(PARAMS_FILE)
-    params = params.model_copy(
-        update={"train": TrainParams.model_validate({"families": ["spy"], "spy": {"boost": 2.0}})}
-    )
+    params = spy_params(boost=2.0)
     monkeypatch.setattr(SpyRecommender, "refit_config", lambda self: SpyConfig(boost=5.0))
     result = run_train(StepContext(recops_settings, params), "spy")
     package = ModelPackage.load(model_dir(recops_settings, "spy") / PACKAGE_DIR)
