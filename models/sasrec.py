@@ -44,7 +44,7 @@ from models.sequential.windows import (
     length_batches,
     ndcg_at_k,
     prepare,
-    training_windows,
+    strided_windows,
 )
 
 if TYPE_CHECKING:
@@ -70,10 +70,18 @@ class SASRecConfig(ModelConfig):
         max_len: the most recent items the model reads.
         dropout: dropout on inputs, attention weights and block outputs.
         ffn_multiplier: the feed-forward layer is ``ffn_multiplier * hidden_size`` wide.
+        input_scale: multiply input item vectors by ``sqrt(hidden_size)`` (the reference SASRec), so items
+            outweigh positions from the first step.
+        position_origin: ``newest`` (the newest item is always the last position) or ``oldest`` (positions
+            count from the window's first item, so a prefix has the same positions in training and scoring).
         learning_rate, weight_decay: Adam(W) settings.
         batch_size: training windows per step.
         windows_per_user: train on each user's newest ``windows_per_user`` windows of ``max_len`` items
             only (0: the whole history; 1: the original SASRec's last ``max_len`` items).
+        window_stride: training windows end every ``window_stride`` items (0: every ``max_len``, no
+            overlap). Smaller strides overlap the windows so every target is predicted from at least
+            ``max_len - window_stride`` earlier items (each still once), at ``max_len / window_stride``
+            times the work per epoch: for histories much longer than ``max_len``.
         max_epochs: epochs at most; patience: epochs without a better validation NDCG@10 before stopping.
         loss: ``full_ce`` (softmax over every item) or ``sampled_ce`` (target vs ``negatives`` uniform items).
         negatives: items drawn per step for ``sampled_ce``.
@@ -81,6 +89,10 @@ class SASRecConfig(ModelConfig):
             ``(popularity_i + 1) ** negative_power`` (0: uniform), and subtracts ``log q`` from every
             logit (the sampled-softmax correction), so popular items are contrasted more often without
             biasing the softmax it estimates.
+        target_weighting: ``per_batch``: each step's loss is the mean over its batch's targets (a batch of
+            short windows weighs each of its targets more); ``per_target``: the sum over the batch divided by
+            the epoch's mean targets per batch, so every target weighs the same whatever its batch (the
+            batches are grouped by length, see ``length_batches``).
         use_item_features: embed the item features the data carries (category, brand, price bucket).
         collapse_repeats: read consecutive events on one item as one step (the view -> purchase funnel).
         valid_max_users: validation users scored each epoch for early stopping (a seeded sample).
@@ -95,15 +107,19 @@ class SASRecConfig(ModelConfig):
     max_len: int = Field(50, ge=2)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     ffn_multiplier: int = Field(1, ge=1)
+    input_scale: bool = False
+    position_origin: Literal["newest", "oldest"] = "newest"
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(128, ge=1)
     windows_per_user: int = Field(0, ge=0)
+    window_stride: int = Field(0, ge=0)
     max_epochs: int = Field(20, ge=1)
     patience: int = Field(3, ge=1)
     loss: Literal["full_ce", "sampled_ce"] = "full_ce"
     negatives: int = Field(1024, ge=1)
     negative_power: float = Field(0.0, ge=0.0, le=1.0)
+    target_weighting: Literal["per_batch", "per_target"] = "per_batch"
     use_item_features: bool = True
     collapse_repeats: bool = True
     valid_max_users: int = Field(5000, ge=1)
@@ -116,6 +132,8 @@ class SASRecConfig(ModelConfig):
             raise ValueError(
                 f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}"
             )
+        if self.window_stride > self.max_len:
+            raise ValueError(f"window_stride {self.window_stride} must not exceed max_len {self.max_len}")
         return self
 
 
@@ -191,8 +209,15 @@ class SASRecRecommender(Recommender):
         torch.manual_seed(ctx.seed)  # initial weights and dropout; DDP copies rank 0's weights to all ranks
 
         sequences = [prepare(h, cfg.collapse_repeats) for h in train.histories()]
-        windows_np = training_windows(sequences, cfg.max_len, cfg.windows_per_user)  # (W, L + 1)
+        stride = cfg.window_stride or cfg.max_len
+        # (W, L + 1) windows and (W,) how many targets at each window's end are its own
+        windows_np, fresh_np = strided_windows(sequences, cfg.max_len, stride, cfg.windows_per_user)
         lengths = (windows_np != 0).sum(axis=1)  # real tokens per window
+        targets_total = int(np.minimum(np.maximum(lengths - 1, 0), fresh_np).sum())
+        # the loss's divisor: the batch's own target count (per_batch) or the mean count per batch
+        per_batch = None
+        if cfg.target_weighting == "per_target":
+            per_batch = targets_total / max(1, -(-len(windows_np) // cfg.batch_size))
         windows = torch.from_numpy(windows_np)
         net = self._new_network(_feature_codes(train, cfg.use_item_features)).to(device)
         self.network, self._vectors, self._item_matrix = net, None, None
@@ -238,7 +263,8 @@ class SASRecRecommender(Recommender):
             for rows in length_batches(order, lengths, cfg.batch_size, epoch_rng):
                 # (B, L' + 1): similar-length windows, all-padding columns cropped
                 batch = torch.from_numpy(crop_padding(windows_np[rows], keep_last=2)).to(device)
-                loss = self._loss(step, batch, negatives, (proposal, log_q), device)
+                fresh = torch.from_numpy(fresh_np[rows]).to(device)
+                loss = self._loss(step, batch, fresh, negatives, (proposal, log_q), device, per_batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
@@ -274,26 +300,32 @@ class SASRecRecommender(Recommender):
         self,
         step: Callable[..., torch.Tensor],
         batch: torch.Tensor,
+        fresh: torch.Tensor,
         negatives: torch.Generator,
         sampler: tuple[torch.Tensor, torch.Tensor],
         device: torch.device,
+        divisor: float | None = None,
     ) -> torch.Tensor:
         """Cross-entropy of every real (input, next item) pair of a batch of windows ``(B, L + 1)``.
 
-        ``sampler``: the negatives' distribution q (I,) on the CPU and log q on ``device``.
+        ``fresh`` (B,): only each window's last ``fresh`` targets count (overlapping windows share the
+        others with a newer window). ``sampler``: the negatives' distribution q (I,) on the CPU and log q
+        on ``device``. ``divisor``: the loss is the sum over targets / ``divisor`` (None: the mean).
         """
         import torch
         import torch.nn.functional as F
 
         tokens, targets = batch[:, :-1], batch[:, 1:]  # (B, L) each: position t predicts token t + 1
-        positions = ((tokens != 0) & (targets != 0)).nonzero()  # (N, 2)
+        length = tokens.shape[1]
+        own = torch.arange(length, device=tokens.device)[None] >= length - fresh[:, None]  # (B, L)
+        positions = ((tokens != 0) & (targets != 0) & own).nonzero()  # (N, 2)
         wanted = targets[positions[:, 0], positions[:, 1]] - 1  # (N,) item indices
         bf16 = device.type == "cuda" or self.config.cpu_bf16
         autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
         if self.config.loss == "full_ce":
             with autocast:
                 scores = step(tokens, positions, None)  # (N, I)
-            return F.cross_entropy(scores.float(), wanted)
+            return _reduce(F.cross_entropy(scores.float(), wanted, reduction="none"), divisor)
         # Sampled softmax (SASRec+ with sampled negatives): each position's own target against K items
         # drawn from q. The other positions' targets are NOT negatives: in-batch items are popularity-biased,
         # and using them uncorrected pushes popular items down, which costs NDCG. Every logit is corrected
@@ -311,7 +343,8 @@ class SASRecRecommender(Recommender):
         negative = scores[:, 1:] - log_q[drawn][None, :]  # (N, K)
         negative = negative.masked_fill(drawn[None, :] == wanted[:, None], float("-inf"))
         logits = torch.cat([positive, negative], dim=1)  # (N, 1 + K): the target is column 0
-        return F.cross_entropy(logits, torch.zeros(n, dtype=torch.long, device=device))
+        zeros = torch.zeros(n, dtype=torch.long, device=device)
+        return _reduce(F.cross_entropy(logits, zeros, reduction="none"), divisor)
 
     def _new_network(
         self, features: Mapping[str, IntArray], sizes: Mapping[str, int] | None = None
@@ -334,6 +367,8 @@ class SASRecRecommender(Recommender):
             max_len=cfg.max_len,
             dropout=cfg.dropout,
             ffn_multiplier=cfg.ffn_multiplier,
+            input_scale=cfg.input_scale,
+            position_origin=cfg.position_origin,
             feature_sizes={n: sizes[n] for n in names},
         )
         net = SASRecNetwork(shape)
@@ -444,6 +479,11 @@ class _ValidationCheck:
             return ndcg_at_k(model._score_with(net, vectors, self.histories), self.relevant, k=10)
         finally:
             net.train()
+
+
+def _reduce(losses: torch.Tensor, divisor: float | None) -> torch.Tensor:
+    """The mean of per-target ``losses`` (N,), or their sum / ``divisor``."""
+    return losses.mean() if divisor is None else losses.sum() / divisor
 
 
 def _feature_codes(train: Interactions, use: bool) -> dict[str, IntArray]:

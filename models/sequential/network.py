@@ -32,6 +32,13 @@ class NetworkShape:
     max_len: int
     dropout: float
     ffn_multiplier: int
+    #: multiply the input item vectors by sqrt(d) (the reference SASRec), so a new item's vector outweighs the
+    #: position's at the start of training instead of being as small as it.
+    input_scale: bool
+    #: where positions count from: ``newest`` (the last item is always position L - 1) or ``oldest`` (the
+    #: first item of the window is position 0, as in right-padded implementations): with ``oldest`` a
+    #: prefix gets the same positions at training time (inside a longer window) and at scoring time.
+    position_origin: str
     #: item feature name -> number of codes (code 0 = unknown), in a fixed (sorted) order.
     feature_sizes: Mapping[str, int]
 
@@ -134,8 +141,17 @@ class SASRecNetwork(nn.Module):
         """
         length = tokens.shape[1]
         real = tokens != 0  # (B, L')
-        positions = torch.arange(self.shape.max_len - length, self.shape.max_len, device=tokens.device)
-        x = vectors[tokens] + self.position_embedding(positions)[None]  # (B, L, d)
+        if self.shape.position_origin == "oldest":
+            # (B, L'): 0 at each row's first real token; padding clamped to 0 (masked below anyway)
+            positions = (real.cumsum(dim=1) - 1).clamp(min=0)
+            placed = self.position_embedding(positions)  # (B, L', d)
+        else:
+            last = torch.arange(self.shape.max_len - length, self.shape.max_len, device=tokens.device)
+            placed = self.position_embedding(last)[None]  # (1, L', d)
+        items = vectors[tokens]  # (B, L', d)
+        if self.shape.input_scale:
+            items = items * self.shape.hidden_size**0.5
+        x = items + placed  # (B, L', d)
         x = self.input_dropout(x) * real[..., None]
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()  # (L, L)
         # A query sees earlier real keys; padding queries see themselves only (no empty softmax rows).

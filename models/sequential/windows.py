@@ -55,7 +55,24 @@ def training_windows(sequences: Sequence[IntArray], max_len: int, per_sequence: 
     ``per_sequence`` > 0 keeps only the newest windows of each sequence (1: the original SASRec, which trains
     on the last ``max_len`` items per user).
     """
+    return strided_windows(sequences, max_len, max_len, per_sequence)[0]
+
+
+def strided_windows(
+    sequences: Sequence[IntArray], max_len: int, stride: int, per_sequence: int = 0
+) -> tuple[IntArray, IntArray]:
+    """Windows as in :func:`training_windows`, but ending every ``stride`` (<= ``max_len``) items.
+
+    Returns ``(windows, fresh)``: ``windows`` ``(n_windows, max_len + 1)`` left-padded tokens and ``fresh``
+    ``(n_windows,)`` how many of each window's targets, counted from its end, are trained on. Overlapping
+    windows (``stride < max_len``) give every target to the window where it sits among the last ``stride``
+    positions, so each item is still a target exactly once, now with at least ``max_len - stride`` items
+    of context (the oldest window of a sequence keeps all its targets: nothing older covers them).
+    """
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride must be between 1 and max_len ({max_len}), got {stride}")
     rows: list[IntArray] = []
+    fresh: list[int] = []
     for sequence in sequences:
         tokens = np.asarray(sequence, dtype=np.int64) + 1
         end, kept = len(tokens), 0
@@ -64,10 +81,13 @@ def training_windows(sequences: Sequence[IntArray], max_len: int, per_sequence: 
             window = np.zeros(max_len + 1, dtype=np.int64)
             window[max_len + 1 - (end - start) :] = tokens[start:end]
             rows.append(window)
-            end, kept = end - max_len, kept + 1
+            fresh.append(max_len if start == 0 else stride)
+            if start == 0:  # the whole older part is in this window
+                break
+            end, kept = end - stride, kept + 1
     if not rows:
-        return np.zeros((0, max_len + 1), dtype=np.int64)
-    return np.stack(rows)
+        return np.zeros((0, max_len + 1), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.stack(rows), np.asarray(fresh, dtype=np.int64)
 
 
 def ndcg_at_k(scores: FloatArray, relevant: Sequence[IntArray], k: int = 10) -> float:

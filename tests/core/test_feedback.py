@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,6 +89,26 @@ def test_feedback_round_trip_on_sqlite(recops_settings: Settings) -> None:
     assert feedback_engine(recops_settings) is engine  # one engine per URL
     _exercise(engine)
     assert Path(recops_settings.runtime_dir / "recops.db").is_file()
+
+
+def test_the_sqlite_metadata_database_writes_ahead_and_keeps_full_sync(recops_settings: Settings) -> None:
+    """WAL: a served-list batch costs one log append, and readers never block the service's writer."""
+    engine = feedback_engine(recops_settings)
+    create_feedback_tables(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: commits survive a power cut
+    reader = sqlite3.connect(recops_settings.runtime_dir / "recops.db")
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM recops_recommendations").fetchone()  # a read transaction open
+        record_recommendation(
+            engine, recommendation_id="r-wal", user_id=ALICE, model_name="m", model_version=1,
+            variant="champion", items=["i1"],
+        )  # fmt: skip
+    finally:
+        reader.close()
+    assert [r["recommendation_id"] for r in read_recommendations(engine)] == ["r-wal"]
 
 
 @pytest.mark.integration

@@ -7,11 +7,11 @@ import torch
 from models.sequential.network import NetworkShape, SASRecNetwork
 
 
-def small_network() -> SASRecNetwork:
+def small_network(position_origin: str = "newest", input_scale: bool = False) -> SASRecNetwork:
     torch.manual_seed(0)
     shape = NetworkShape(
         n_items=40, hidden_size=16, num_blocks=1, num_heads=2, max_len=6, dropout=0.0,
-        ffn_multiplier=1, feature_sizes={},
+        ffn_multiplier=1, input_scale=input_scale, position_origin=position_origin, feature_sizes={},
     )  # fmt: skip
     return SASRecNetwork(shape).eval()
 
@@ -30,3 +30,26 @@ def test_candidate_and_own_scores_are_columns_of_the_full_scores() -> None:
     torch.testing.assert_close(subset, full[:, candidates])
     torch.testing.assert_close(paired[:, 1:], subset)
     torch.testing.assert_close(paired[:, 0], full[torch.arange(4), own])
+
+
+def test_positions_from_the_oldest_item_give_a_prefix_the_same_state_inside_a_longer_window() -> None:
+    """Training reads a prefix inside its window, scoring reads it alone: with ``oldest`` they agree."""
+    sequence = torch.tensor([[0, 4, 9, 2, 31, 7]])  # left-padded window, 5 items
+    for origin, same in (("oldest", True), ("newest", False)):
+        net = small_network(origin, input_scale=True)
+        with torch.no_grad():
+            vectors = net.item_vectors()
+            whole = net.encode(sequence, vectors)  # (1, 6, d)
+            prefix = torch.tensor([[0, 0, 0, 4, 9, 2]])  # the first 3 items alone, left-padded
+            alone = net.encode(prefix, vectors)
+        assert torch.allclose(whole[0, 3], alone[0, -1], atol=1e-5) is same, origin
+
+
+def test_cropping_padding_columns_keeps_the_states_with_positions_from_the_oldest_item() -> None:
+    net = small_network("oldest")
+    tokens = torch.tensor([[0, 0, 0, 3, 7, 9], [0, 0, 5, 6, 7, 8]])
+    with torch.no_grad():
+        vectors = net.item_vectors()
+        full = net.encode(tokens, vectors)
+        cropped = net.encode(tokens[:, 2:], vectors)
+    torch.testing.assert_close(cropped, full[:, 2:])

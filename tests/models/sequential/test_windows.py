@@ -10,6 +10,7 @@ from models.sequential.windows import (
     crop_padding,
     input_tokens,
     ndcg_at_k,
+    strided_windows,
     training_windows,
 )
 
@@ -34,6 +35,38 @@ def test_training_windows_make_every_item_after_the_first_a_target_once() -> Non
     assert sorted(targets.tolist()) == [2, 3, 4, 5, 6, 6, 7]
     newest = training_windows([np.arange(7), np.array([4, 5])], max_len=3, per_sequence=1)
     assert newest.tolist() == [[4, 5, 6, 7], [0, 0, 5, 6]]
+
+
+def fresh_targets(windows: np.ndarray, fresh: np.ndarray) -> list[int]:
+    """The targets a strided batch trains on: each window's last ``fresh`` real targets."""
+    width = windows.shape[1] - 1
+    own = np.arange(width)[None] >= width - fresh[:, None]
+    real = (windows[:, :-1] != 0) & (windows[:, 1:] != 0)
+    return sorted(windows[:, 1:][real & own].tolist())
+
+
+def test_strided_windows_give_every_target_full_context_and_count_it_once() -> None:
+    windows, fresh = strided_windows([np.arange(7), np.array([4, 5])], max_len=3, stride=1)
+    # tokens 1-7: one window per target with 3 items of context, down to the oldest window (from token 1),
+    # which keeps all its targets; [4, 5] (tokens 5, 6) is one window.
+    assert windows.tolist() == [[4, 5, 6, 7], [3, 4, 5, 6], [2, 3, 4, 5], [1, 2, 3, 4], [0, 0, 5, 6]]
+    assert fresh.tolist() == [1, 1, 1, 3, 3]
+    assert fresh_targets(windows, fresh) == [2, 3, 4, 5, 6, 6, 7]
+    # stride = max_len is training_windows, every target of every window fresh
+    plain, all_fresh = strided_windows([np.arange(7), np.array([4, 5])], max_len=3, stride=3)
+    assert plain.tolist() == training_windows([np.arange(7), np.array([4, 5])], max_len=3).tolist()
+    assert all_fresh.tolist() == [3, 3, 3]
+    with pytest.raises(ValueError, match="stride"):
+        strided_windows([np.arange(7)], max_len=3, stride=4)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 5, 8])
+def test_strided_windows_count_each_target_once_on_random_lengths(stride: int) -> None:
+    rng = np.random.default_rng(stride)
+    sequences = [rng.integers(0, 50, size=n) for n in rng.integers(0, 40, size=30)]
+    windows, fresh = strided_windows(sequences, max_len=8, stride=stride)
+    expected = sorted(t for s in sequences for t in (np.asarray(s) + 1)[1:].tolist())
+    assert fresh_targets(windows, fresh) == expected
 
 
 def test_ndcg_at_k_by_hand() -> None:
