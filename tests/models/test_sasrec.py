@@ -138,6 +138,25 @@ def test_sampled_softmax_learns_the_chains(
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.5
 
 
+def test_overlapping_windows_scaled_inputs_and_positions_from_the_oldest_item_learn_the_chains(
+    chains: tuple[Interactions, Interactions, list[IntArray], IntArray],
+) -> None:
+    # max_len 4 < the 6 training items per user, so stride 1 makes overlapping windows
+    train, valid, histories, targets = chains
+    config = {
+        **SMALL, "max_len": 4, "window_stride": 1, "input_scale": True, "position_origin": "oldest",
+        "target_weighting": "per_target",
+    }  # fmt: skip
+    model = create_model("sasrec", config).fit(train, valid, CONTEXT)
+    assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.8
+
+
+def test_config_refuses_a_window_stride_longer_than_the_window() -> None:
+    with pytest.raises(RecopsError, match="window_stride"):
+        create_model("sasrec", {"max_len": 8, "window_stride": 9})
+    assert SASRecConfig(max_len=8, window_stride=8).window_stride == 8
+
+
 def test_config_refuses_heads_that_do_not_divide_the_width() -> None:
     with pytest.raises(RecopsError, match="multiple of num_heads"):
         create_model("sasrec", {"hidden_size": 30, "num_heads": 4})
