@@ -17,6 +17,8 @@
    trains the way it does natively: ours on every item as a target once per epoch (windows of
    ``max_len + 1``), RecBole on every prefix as one sample (the same targets, one forward pass each),
    RecTools on each user's last ``max_len + 1`` items; ``recops-last`` is ours on RecTools' sequences.
+   ``recops-stride`` is ours with overlapping windows (one ends every ``STRIDE`` items, so every target
+   sees at least ``max_len - STRIDE`` items before it, like RecBole's prefixes; each target still once).
 3. **One metric**: each runner hands back its test top-10 (seen filtered); this driver scores all of them
    with :func:`common.ndcg_at_10` and prints one table, with the load average before and after each run.
 """
@@ -39,7 +41,10 @@ import common  # the comparison's shared module, next to this file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LIBRARIES = ("recops", "recops-last", "rectools", "recbole")
+LIBRARIES = ("recops", "recops-last", "recops-stride", "rectools", "recbole")
+#: ``recops-stride``: ours with overlapping windows ending every this many items (every target sees at least
+#: ``max_len - STRIDE`` items before it, as RecBole's prefixes do, each target still once per epoch).
+STRIDE = 10
 
 
 def prepare(
@@ -103,10 +108,11 @@ def runner_command(library: str, args: argparse.Namespace, split: Path, out: Pat
     common_args = ["--split", str(split), "--out", str(out), "--threads", str(args.threads)]
     common_args += ["--max-epochs", str(args.max_epochs), "--patience", str(args.patience)]
     common_args += ["--seed", str(args.seed)]
-    if library in ("recops", "recops-last"):
+    if library in ("recops", "recops-last", "recops-stride"):
         windows = "1" if library == "recops-last" else "0"
+        stride = str(STRIDE) if library == "recops-stride" else "0"
         return [sys.executable, str(HERE / "run_recops.py"), *common_args, "--name", library,
-                "--windows-per-user", windows]  # fmt: skip
+                "--windows-per-user", windows, "--window-stride", stride]  # fmt: skip
     if library == "rectools":
         return [args.python_rectools, str(HERE / "run_rectools.py"), *common_args]
     return [args.python_recbole, str(HERE / "run_recbole.py"), *common_args,
@@ -166,7 +172,7 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     """Ours against each other library: epoch time (CPU and wall), time to the best epoch, test NDCG."""
     by = {r["library"]: r for r in rows}
     out: list[str] = []
-    for ours in ("recops", "recops-last"):
+    for ours in ("recops", "recops-last", "recops-stride"):
         for other in ("rectools", "recbole"):
             if ours in by and other in by:
                 a, b = by[ours], by[other]

@@ -7,7 +7,9 @@ internal early stopping is off): after each epoch a callback scores the validati
 :func:`common.ndcg_at_10`, keeps the best epoch's weights and stops after ``--patience`` epochs without a
 better one, the same rule every runner follows. Epoch time is the model's own per-epoch ``seconds`` (the
 training loop only; validation is outside it). ``--windows-per-user 1`` trains on each user's last
-``max_len + 1`` items only, the sequences RecTools and the original SASRec train on.
+``max_len + 1`` items only, the sequences RecTools and the original SASRec train on. ``--window-stride N``
+overlaps the windows (one ends every N items), so every target sees at least ``max_len - N`` items before
+it, as RecBole's prefixes do; each target is still trained on once per epoch.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--windows-per-user", type=int, default=0)
+    parser.add_argument("--window-stride", type=int, default=0,
+                        help="overlapping windows, one ending every N items (0: max_len)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="off-protocol probe (default: the shared 1e-3)")  # fmt: skip
@@ -95,6 +99,7 @@ def main() -> None:
         weight_decay=0.0,
         loss="full_ce",
         windows_per_user=args.windows_per_user,
+        window_stride=args.window_stride,
         max_epochs=args.max_epochs,
         use_item_features=False,
         collapse_repeats=False,
