@@ -89,6 +89,9 @@ class SASRecConfig(ModelConfig):
             ``(popularity_i + 1) ** negative_power`` (0: uniform), and subtracts ``log q`` from every
             logit (the sampled-softmax correction), so popular items are contrasted more often without
             biasing the softmax it estimates.
+        length_pool: batches are cut from pools of this many batches' windows sorted by length, so a
+            batch's windows have similar lengths and cropping its padding saves work (1: random batches,
+            every batch a mix of short and long histories).
         target_weighting: ``per_batch``: each step's loss is the mean over its batch's targets (a batch of
             short windows weighs each of its targets more); ``per_target``: the sum over the batch divided by
             the epoch's mean targets per batch, so every target weighs the same whatever its batch (the
@@ -119,6 +122,7 @@ class SASRecConfig(ModelConfig):
     loss: Literal["full_ce", "sampled_ce"] = "full_ce"
     negatives: int = Field(1024, ge=1)
     negative_power: float = Field(0.0, ge=0.0, le=1.0)
+    length_pool: int = Field(64, ge=1)
     target_weighting: Literal["per_batch", "per_target"] = "per_batch"
     use_item_features: bool = True
     collapse_repeats: bool = True
@@ -260,7 +264,7 @@ class SASRecRecommender(Recommender):
             epoch_rng = np.random.default_rng([ctx.seed, epoch])
             net.train()
             total, steps = 0.0, 0
-            for rows in length_batches(order, lengths, cfg.batch_size, epoch_rng):
+            for rows in length_batches(order, lengths, cfg.batch_size, epoch_rng, cfg.length_pool):
                 # (B, L' + 1): similar-length windows, all-padding columns cropped
                 batch = torch.from_numpy(crop_padding(windows_np[rows], keep_last=2)).to(device)
                 fresh = torch.from_numpy(fresh_np[rows]).to(device)

@@ -138,14 +138,14 @@ def test_sampled_softmax_learns_the_chains(
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.5
 
 
-def test_overlapping_windows_scaled_inputs_and_positions_from_the_oldest_item_learn_the_chains(
+def test_overlapping_windows_scaled_inputs_oldest_positions_and_random_batches_learn_the_chains(
     chains: tuple[Interactions, Interactions, list[IntArray], IntArray],
 ) -> None:
     # max_len 4 < the 6 training items per user, so stride 1 makes overlapping windows
     train, valid, histories, targets = chains
     config = {
         **SMALL, "max_len": 4, "window_stride": 1, "input_scale": True, "position_origin": "oldest",
-        "target_weighting": "per_target",
+        "target_weighting": "per_target", "length_pool": 1,
     }  # fmt: skip
     model = create_model("sasrec", config).fit(train, valid, CONTEXT)
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.8
