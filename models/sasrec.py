@@ -97,6 +97,10 @@ class SASRecConfig(ModelConfig):
             the epoch's mean targets per batch, so every target weighs the same whatever its batch (the
             batches are grouped by length, see ``length_batches``).
         use_item_features: embed the item features the data carries (category, brand, price bucket).
+        repeat_head: add a learned bonus to items already in the window (how much the state wants to buy
+            again x a weight per distance back), for shops where people buy the same things again
+            (groceries). ``sampled_ce`` then also scores each target against the window's other items,
+            so the bonus is learned against the items it lifts.
         collapse_repeats: read consecutive events on one item as one step (the view -> purchase funnel).
         valid_max_users: validation users scored each epoch for early stopping (a seeded sample).
         compile: run the training step through ``torch.compile``.
@@ -125,6 +129,7 @@ class SASRecConfig(ModelConfig):
     length_pool: int = Field(64, ge=1)
     target_weighting: Literal["per_batch", "per_target"] = "per_batch"
     use_item_features: bool = True
+    repeat_head: bool = False
     collapse_repeats: bool = True
     valid_max_users: int = Field(5000, ge=1)
     compile: bool = False
@@ -341,6 +346,9 @@ class SASRecRecommender(Recommender):
         else:
             drawn = torch.multinomial(proposal, k, replacement=True, generator=negatives)
         drawn = drawn.to(device)
+        if self.config.repeat_head:
+            losses = self._repeat_loss(step, tokens, positions, wanted, drawn, log_q, autocast)
+            return _reduce(losses, divisor)
         with autocast:
             scores = step(tokens, positions, drawn, wanted).float()  # (N, 1 + K): own target first
         positive = scores[:, :1] - log_q[wanted][:, None]  # (N, 1)
@@ -349,6 +357,40 @@ class SASRecRecommender(Recommender):
         logits = torch.cat([positive, negative], dim=1)  # (N, 1 + K): the target is column 0
         zeros = torch.zeros(n, dtype=torch.long, device=device)
         return _reduce(F.cross_entropy(logits, zeros, reduction="none"), divisor)
+
+    def _repeat_loss(
+        self,
+        step: Callable[..., torch.Tensor],
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        wanted: torch.Tensor,
+        drawn: torch.Tensor,
+        log_q: torch.Tensor,
+        autocast: Any,
+    ) -> torch.Tensor:
+        """Per-target sampled cross-entropy (N,) with the repeat head: the target against the items already
+        in its window (scored exactly, with their bonus) and the drawn items outside it.
+
+        The denominator is the sampled softmax's estimate of the full one: the target and the window's items
+        count once each, every drawn item stands for ``1 / (K q)`` items (``- log(K q)`` on its logit).
+        """
+        import math
+
+        import torch
+        import torch.nn.functional as F
+
+        drawn = torch.unique(drawn)  # (K',) each item once, so one in the window can be masked out here
+        with autocast:
+            scores = step(tokens, positions, drawn, wanted).float()  # (N, 1 + K' + L')
+        k = len(drawn)
+        rows, cols = positions[:, 0], positions[:, 1]
+        keep, in_window = window_negatives(tokens, rows, cols, wanted, drawn, self.n_items)
+        correction = log_q[drawn] + math.log(self.config.negatives)  # (K',) log(K q)
+        negative = (scores[:, 1 : 1 + k] - correction[None]).masked_fill(in_window, float("-inf"))
+        window = scores[:, 1 + k :].masked_fill(~keep, float("-inf"))  # (N, L')
+        logits = torch.cat([scores[:, :1], negative, window], dim=1)  # the target is column 0
+        zeros = torch.zeros(len(wanted), dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, zeros, reduction="none")
 
     def _new_network(
         self, features: Mapping[str, IntArray], sizes: Mapping[str, int] | None = None
@@ -374,6 +416,7 @@ class SASRecRecommender(Recommender):
             input_scale=cfg.input_scale,
             position_origin=cfg.position_origin,
             feature_sizes={n: sizes[n] for n in names},
+            repeat_head=cfg.repeat_head,
         )
         net = SASRecNetwork(shape)
         if names and features:
@@ -422,13 +465,21 @@ class SASRecRecommender(Recommender):
                     crop_padding(input_tokens(chunk, cfg.max_len, cfg.collapse_repeats))
                 )
                 # (B, d): the state after the newest item, then its dot products with every item (B, I)
-                hidden = net.encode(tokens.to(vectors.device), vectors)[:, -1]
+                tokens = tokens.to(vectors.device)
+                hidden = net.encode(tokens, vectors)[:, -1]
                 if item_matrix is None:
                     item_matrix = vectors[1:].T.contiguous()
                 if on_cpu:  # written straight into the result
-                    torch.matmul(hidden, item_matrix, out=torch.from_numpy(out[start : start + len(chunk)]))
+                    scores = torch.from_numpy(out[start : start + len(chunk)])
+                    torch.matmul(hidden, item_matrix, out=scores)
                 else:
-                    out[start : start + len(chunk)] = (hidden @ item_matrix).float().cpu().numpy()
+                    scores = (hidden @ item_matrix).float()
+                if net.shape.repeat_head:
+                    rows = torch.arange(len(chunk), device=tokens.device)
+                    last = torch.full_like(rows, tokens.shape[1] - 1)
+                    net.add_repeat_bonus(scores, tokens, rows, last, hidden.float())
+                if not on_cpu:
+                    out[start : start + len(chunk)] = scores.cpu().numpy()
         return out
 
     # ------------------------------------------------------------------------------------------- weights
@@ -483,6 +534,44 @@ class _ValidationCheck:
             return ndcg_at_k(model._score_with(net, vectors, self.histories), self.relevant, k=10)
         finally:
             net.train()
+
+
+def window_negatives(
+    tokens: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    wanted: torch.Tensor,
+    drawn: torch.Tensor,
+    n_items: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which window columns and which drawn items are negatives of each scored position.
+
+    Args:
+        tokens: (B, L') the inputs; rows, cols: (N,) the scored positions; wanted: (N,) their targets;
+        drawn: (K,) distinct drawn items; n_items: I.
+    Returns:
+        keep (N, L'): the window column is a real token at or before the position, the last such
+        occurrence of its item (one column per item) and not the target; in_window (N, K): the drawn item
+        is already in the window up to the position (it is scored there, with its bonus) or is the target.
+    """
+    import torch
+
+    length = tokens.shape[1]
+    span = torch.arange(length, device=tokens.device)
+    same = tokens[:, :, None] == tokens[:, None, :]  # (B, L', L')
+    later = same & (span[None, None, :] > span[None, :, None])  # [b, s, s']: the same token again at s' > s
+    # (B, L'): the next column holding the same token (L' when none)
+    following = torch.where(later.any(dim=2), later.to(torch.int8).argmax(dim=2), length)
+    window = tokens[rows]  # (N, L')
+    upto = (span[None] <= cols[:, None]) & (window != 0)  # (N, L')
+    keep = upto & (following[rows] > cols[:, None]) & (window - 1 != wanted[:, None])
+    column = torch.full((n_items,), len(drawn), dtype=torch.long, device=tokens.device)
+    column[drawn] = torch.arange(len(drawn), device=tokens.device)  # item -> its drawn column (K: none)
+    hit = torch.where(upto, column[(window - 1).clamp(min=0)], len(drawn))  # (N, L')
+    in_window = torch.zeros(len(rows), len(drawn) + 1, dtype=torch.bool, device=tokens.device)
+    in_window.scatter_(1, hit, True)
+    in_window = in_window[:, :-1] | (drawn[None, :] == wanted[:, None])
+    return keep, in_window
 
 
 def _reduce(losses: torch.Tensor, divisor: float | None) -> torch.Tensor:

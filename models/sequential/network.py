@@ -41,6 +41,9 @@ class NetworkShape:
     position_origin: str
     #: item feature name -> number of codes (code 0 = unknown), in a fixed (sorted) order.
     feature_sizes: Mapping[str, int]
+    #: add a learned bonus to the score of every item already in the window (RepeatNet-style repeat
+    #: mode, for shops where people buy the same things again): ``gate(state) x recency[distance]``.
+    repeat_head: bool = False
 
 
 class CausalSelfAttention(nn.Module):
@@ -109,6 +112,11 @@ class SASRecNetwork(nn.Module):
             for _ in range(shape.num_blocks)
         )
         self.final_norm = nn.LayerNorm(d)
+        if shape.repeat_head:
+            # How much this state wants to buy again (>= 0 after softplus) ...
+            self.repeat_gate = nn.Linear(d, 1)
+            # ... times a learned weight per distance (in positions) back to the earlier occurrence. (L,)
+            self.repeat_recency = nn.Parameter(torch.zeros(shape.max_len))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,6 +170,28 @@ class SASRecNetwork(nn.Module):
         hidden: Tensor = self.final_norm(x)  # (B, L, d)
         return hidden
 
+    def repeat_bonus(self, tokens: Tensor, rows: Tensor, cols: Tensor, picked: Tensor) -> Tensor:
+        """(N, L'): what each earlier token of a row adds to its item's score at position ``cols``.
+
+        ``tokens``: (B, L') the inputs; ``rows``, ``cols``: (N,) the scored (sequence, position) pairs;
+        ``picked``: (N, d) their hidden states. Zero for padding and for tokens after the position; an item
+        that occurs several times gets the sum of its occurrences' bonuses (see :meth:`add_repeat_bonus`).
+        """
+        length = tokens.shape[1]
+        distance = cols[:, None] - torch.arange(length, device=tokens.device)[None]  # (N, L')
+        earlier = (distance >= 0) & (tokens[rows] != 0)  # (N, L')
+        recency = self.repeat_recency[distance.clamp(0, self.shape.max_len - 1)]  # (N, L')
+        gate = F.softplus(self.repeat_gate(picked))  # (N, 1)
+        return torch.where(earlier, gate * recency, torch.zeros_like(recency))
+
+    def add_repeat_bonus(
+        self, scores: Tensor, tokens: Tensor, rows: Tensor, cols: Tensor, picked: Tensor
+    ) -> Tensor:
+        """``scores`` (N, I) over every item plus each position's repeat bonus, summed per item (in place)."""
+        bonus = self.repeat_bonus(tokens, rows, cols, picked).to(scores.dtype)  # (N, L')
+        items = (tokens[rows] - 1).clamp(min=0)  # (N, L'): padding adds its zero bonus to item 0
+        return scores.scatter_add_(1, items, bonus)
+
     def forward(
         self,
         tokens: Tensor,
@@ -179,13 +209,49 @@ class SASRecNetwork(nn.Module):
             own: (N,) one item per position (e.g. its target), scored first, against that position only.
         Returns:
             (N, C) scores: hidden state at each position · item vector; (N, 1 + C) with ``own`` in column 0.
+            With the repeat head: every item's score includes its repeat bonus when ``candidates`` is None;
+            with ``candidates`` and ``own``, the ``own`` column includes it, the candidate columns do not,
+            and L more columns follow: each input token's item scored with its bonus (:meth:`window_scores`).
         """
         vectors = self.item_vectors()  # (I + 1, d)
         hidden = self.encode(tokens, vectors)  # (B, L, d)
-        picked = hidden[:, -1] if positions is None else hidden[positions[:, 0], positions[:, 1]]  # (N, d)
+        if positions is None:
+            rows = torch.arange(tokens.shape[0], device=tokens.device)
+            cols = torch.full_like(rows, tokens.shape[1] - 1)
+        else:
+            rows, cols = positions[:, 0], positions[:, 1]
+        picked = hidden[rows, cols]  # (N, d)
         table = vectors[1:] if candidates is None else vectors[candidates + 1]  # (C, d)
         scores = picked @ table.T  # (N, C)
+        repeat = self.shape.repeat_head
+        if candidates is None and repeat:
+            scores = self.add_repeat_bonus(scores, tokens, rows, cols, picked)
         if own is None:
             return scores
         paired = (picked * vectors[own + 1]).sum(dim=-1, keepdim=True)  # (N, 1)
-        return torch.cat([paired, scores], dim=1)  # (N, 1 + C)
+        if not repeat:
+            return torch.cat([paired, scores], dim=1)  # (N, 1 + C)
+        bonus = self.repeat_bonus(tokens, rows, cols, picked)  # (N, L)
+        paired = paired + (bonus * (tokens[rows] - 1 == own[:, None])).sum(dim=1, keepdim=True)
+        window = self.window_scores(tokens, vectors, hidden, rows, cols, bonus)  # (N, L)
+        return torch.cat([paired, scores, window], dim=1)  # (N, 1 + C + L)
+
+    def window_scores(
+        self, tokens: Tensor, vectors: Tensor, hidden: Tensor, rows: Tensor, cols: Tensor, bonus: Tensor
+    ) -> Tensor:
+        """(N, L'): each input token's item scored at each position, plus the item's whole repeat bonus.
+
+        Every occurrence of an item carries the item's score; the loss keeps one column per item
+        (``window_negatives`` in :mod:`models.sasrec`).
+        """
+        items = vectors[tokens]  # (B, L', d)
+        dots = (hidden @ items.transpose(1, 2))[rows, cols]  # (B, L', L') -> (N, L')
+        first = first_occurrence(tokens)[rows]  # (N, L'): the column of each token's first occurrence
+        per_item = torch.zeros_like(bonus).scatter_add_(1, first, bonus)  # (N, L') bonus summed per item
+        return dots + per_item.gather(1, first)
+
+
+def first_occurrence(tokens: Tensor) -> Tensor:
+    """(B, L'): for each token, the column where the same token first occurs in its row."""
+    same = tokens[:, :, None] == tokens[:, None, :]  # (B, L', L'): [b, s, s'] token s == token s'
+    return same.to(torch.int8).argmax(dim=2)  # the first True

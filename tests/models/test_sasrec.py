@@ -206,3 +206,43 @@ def test_bf16_autocast_on_the_cpu_still_learns_the_chains(
     assert isinstance(model, SASRecRecommender) and model.network is not None
     assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in model.network.parameters())
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.8
+
+
+def basket_sequences(n_users: int, length: int, seed: int = 0) -> list[IntArray]:
+    """Each user buys again and again from their own 3 items (out of the 30): only repeats can be known."""
+    rng = np.random.default_rng(seed)
+    return [rng.choice(rng.choice(N_CHAIN_ITEMS, 3, replace=False), length) for _ in range(n_users)]
+
+
+@pytest.mark.parametrize("loss", ["full_ce", "sampled_ce"])
+def test_the_repeat_head_learns_that_shoppers_buy_their_own_items_again(loss: str) -> None:
+    sequences = basket_sequences(300, 10)
+    train = as_interactions([s[:-2] for s in sequences])
+    valid = as_interactions([s[-2:-1] for s in sequences])
+    histories, relevant = [s[:-1] for s in sequences], [np.array([s[-1]]) for s in sequences]
+    config = {
+        **SMALL, "loss": loss, "negatives": 8, "repeat_head": True, "collapse_repeats": False,
+        "max_epochs": 6,
+    }  # fmt: skip
+    model = create_model("sasrec", config).fit(train, valid, CONTEXT)
+    assert isinstance(model, SASRecRecommender) and model.network is not None
+    ndcg = ndcg_at_k(model.score(histories), relevant)
+    popularity = ndcg_at_k(create_model("popularity").fit(train).score(histories), relevant)
+    # the target is one of the 3 items in the window: an ideal ranking scores 0.5 + 0.63 / 3 + 0.5 / 3 ~ 0.71
+    assert ndcg > 0.6 and ndcg > 3 * popularity, (ndcg, popularity)
+    assert float(model.network.repeat_recency.detach().mean()) > 0, "items in the window must be lifted"
+
+
+def test_window_negatives_keep_one_column_per_earlier_item_and_mask_drawn_items_in_the_window() -> None:
+    import torch
+
+    from models.sasrec import window_negatives
+
+    tokens = torch.tensor([[0, 3, 5, 3, 7, 5]])  # items (token - 1): _, 2, 4, 2, 6, 4
+    rows, cols, wanted = torch.tensor([0, 0, 0]), torch.tensor([3, 4, 5]), torch.tensor([6, 2, 4])
+    keep, in_window = window_negatives(tokens, rows, cols, wanted, torch.tensor([1, 2, 4, 8]), 10)
+    # position 3: items 4 (column 2) and 2 (its last occurrence, column 3); the target 6 is not in it
+    # position 4: the target 2 is not its own negative; 6 (column 4) joins; position 5: target 4 dropped
+    assert keep.int().tolist() == [[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 1, 0], [0, 0, 0, 1, 1, 0]]
+    # drawn items 2 and 4 are in every window (or the target): scored in the window, not twice
+    assert in_window.int().tolist() == [[0, 1, 1, 0]] * 3

@@ -53,3 +53,41 @@ def test_cropping_padding_columns_keeps_the_states_with_positions_from_the_oldes
         full = net.encode(tokens, vectors)
         cropped = net.encode(tokens[:, 2:], vectors)
     torch.testing.assert_close(cropped, full[:, 2:])
+
+
+def test_the_repeat_head_lifts_each_earlier_item_by_the_sum_of_its_occurrences_bonuses() -> None:
+    torch.manual_seed(0)
+    shape = NetworkShape(
+        n_items=40, hidden_size=16, num_blocks=1, num_heads=2, max_len=6, dropout=0.0, ffn_multiplier=1,
+        input_scale=False, position_origin="newest", feature_sizes={}, repeat_head=True,
+    )  # fmt: skip
+    net = SASRecNetwork(shape).eval()
+    with torch.no_grad():
+        net.repeat_recency.copy_(torch.tensor([3.0, 2.0, 1.0, 0.5, 0.25, 0.125]))
+    tokens = torch.tensor([[0, 3, 7, 3, 9, 2], [5, 6, 5, 5, 9, 10]])
+    positions = torch.tensor([[0, 3], [0, 5], [1, 0], [1, 3]])
+    own = torch.tensor([2, 1, 39, 4])  # (token 3 = item 2, in the first window; item 4 = token 5)
+    candidates = torch.tensor([0, 2, 17, 39])
+    with torch.no_grad():
+        vectors = net.item_vectors()
+        hidden = net.encode(tokens, vectors)
+        full = net(tokens, positions)  # (N, I) with the bonus
+        paired = net(tokens, positions, candidates, own)  # (N, 1 + C + L')
+    assert paired.shape == (4, 1 + 4 + 6)
+    for n, (b, t) in enumerate(positions.tolist()):
+        state = hidden[b, t]
+        gate = torch.nn.functional.softplus(net.repeat_gate(state))[0]
+        expected = state @ vectors[1:].T
+        for s in range(t + 1):
+            if tokens[b, s] != 0:
+                expected[tokens[b, s] - 1] += gate * net.repeat_recency[t - s]
+        torch.testing.assert_close(full[n], expected)
+        torch.testing.assert_close(paired[n, 0], full[n, own[n]])
+        torch.testing.assert_close(paired[n, 1:5], state @ vectors[candidates + 1].T)  # no bonus there
+        for s in range(6):  # every window column: its item's full score, bonus included
+            if tokens[b, s] != 0:
+                torch.testing.assert_close(paired[n, 5 + s], full[n, tokens[b, s] - 1])
+    # item 2 (token 3) occurs at columns 1 and 3 of row 0: at position 3 it carries both bonuses
+    gate0 = torch.nn.functional.softplus(net.repeat_gate(hidden[0, 3]))[0]
+    base = hidden[0, 3] @ vectors[3]
+    torch.testing.assert_close(full[0, 2], base + gate0 * (3.0 + 1.0))
