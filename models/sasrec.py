@@ -74,6 +74,9 @@ class SASRecConfig(ModelConfig):
             outweigh positions from the first step.
         position_origin: ``newest`` (the newest item is always the last position) or ``oldest`` (positions
             count from the window's first item, so a prefix has the same positions in training and scoring).
+        block: ``pre_ln`` (pre-norm blocks, GELU) or ``sasrec`` (the original SASRec block: normalised
+            queries, un-normalised keys, ReLU, N(0, 0.02) linear layers; use with ``input_scale`` and
+            ``position_origin: oldest`` for the reference layout).
         learning_rate, weight_decay: Adam(W) settings.
         batch_size: training windows per step.
         windows_per_user: train on each user's newest ``windows_per_user`` windows of ``max_len`` items
@@ -116,6 +119,7 @@ class SASRecConfig(ModelConfig):
     ffn_multiplier: int = Field(1, ge=1)
     input_scale: bool = False
     position_origin: Literal["newest", "oldest"] = "newest"
+    block: Literal["pre_ln", "sasrec"] = "pre_ln"
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(128, ge=1)
@@ -417,6 +421,7 @@ class SASRecRecommender(Recommender):
             position_origin=cfg.position_origin,
             feature_sizes={n: sizes[n] for n in names},
             repeat_head=cfg.repeat_head,
+            block=cfg.block,
         )
         net = SASRecNetwork(shape)
         if names and features:

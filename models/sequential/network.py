@@ -44,6 +44,8 @@ class NetworkShape:
     #: add a learned bonus to the score of every item already in the window (RepeatNet-style repeat
     #: mode, for shops where people buy the same things again): ``gate(state) x recency[distance]``.
     repeat_head: bool = False
+    #: ``pre_ln`` (:class:`TransformerBlock`) or ``sasrec`` (:class:`SASRecBlock`, the original layout).
+    block: str = "pre_ln"
 
 
 class CausalSelfAttention(nn.Module):
@@ -56,12 +58,18 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(hidden_size, hidden_size)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        """``x``: (B, L, d); ``allowed``: (B, 1, L, L) booleans, True where a query may see a key."""
+    def forward(self, x: Tensor, allowed: Tensor, keys: Tensor | None = None) -> Tensor:
+        """``x``: (B, L, d); ``allowed``: (B, 1, L, L) booleans, True where a query may see a key;
+        ``keys``: (B, L, d) what keys and values are computed from (None: ``x``, as queries are)."""
         batch, length, hidden = x.shape
-        # (B, L, 3d) -> 3 x (B, H, L, d/H)
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, hidden // self.num_heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        heads = (batch, length, self.num_heads, hidden // self.num_heads)
+        if keys is None:  # (B, L, 3d) -> 3 x (B, L, H, d/H)
+            q, k, v = self.qkv(x).view(*heads[:2], 3, *heads[2:]).unbind(2)
+        else:
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x, weight[:hidden], bias[:hidden]).view(heads)
+            k, v = F.linear(keys, weight[hidden:], bias[hidden:]).view(*heads[:2], 2, *heads[2:]).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d/H)
         p = self.dropout if self.training else 0.0
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, L, d/H)
         out: Tensor = self.out(attended.transpose(1, 2).reshape(batch, length, hidden))  # (B, L, d)
@@ -89,6 +97,40 @@ class TransformerBlock(nn.Module):
         return out
 
 
+class SASRecBlock(nn.Module):
+    """The original SASRec block (Kang & McAuley 2018, as in the PyTorch port the SASRec+ study trains):
+    the queries are normalised, keys and values are not, and the attention is added to the normalised
+    queries; the feed-forward (ReLU, dropout inside) then runs on a normalised stream with its own residual.
+    Every sub-layer's output is thus a normalised vector plus a correction (post-LN-like)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, ffn_multiplier: int) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=1e-8)
+        self.attention = CausalSelfAttention(hidden_size, num_heads, dropout)
+        self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=1e-8)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden_size, ffn_multiplier * hidden_size),
+            nn.Dropout(dropout),
+            nn.ReLU(),
+            nn.Linear(ffn_multiplier * hidden_size, hidden_size),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        queries = self.attention_norm(x)  # (B, L, d)
+        x = queries + self.attention(queries, allowed, keys=x)  # (B, L, d)
+        x = self.feed_forward_norm(x)
+        out: Tensor = x + self.feed_forward(x)  # (B, L, d)
+        return out
+
+
+#: The block layouts by name (``NetworkShape.block``).
+BLOCKS: dict[str, type[TransformerBlock] | type[SASRecBlock]] = {
+    "pre_ln": TransformerBlock,
+    "sasrec": SASRecBlock,
+}
+
+
 class SASRecNetwork(nn.Module):
     """Token ``0`` is padding and token ``i + 1`` is item ``i`` (see :mod:`models.sequential.windows`)."""
 
@@ -107,9 +149,11 @@ class SASRecNetwork(nn.Module):
         self.register_buffer("feature_codes", torch.zeros(shape.n_items + 1, len(names), dtype=torch.long))
         self.position_embedding = nn.Embedding(shape.max_len, d)  # (L, d)
         self.input_dropout = nn.Dropout(shape.dropout)
+        if shape.block not in BLOCKS:
+            raise ValueError(f"unknown block {shape.block!r}; expected one of {sorted(BLOCKS)}")
+        block = BLOCKS[shape.block]
         self.blocks = nn.ModuleList(
-            TransformerBlock(d, shape.num_heads, shape.dropout, shape.ffn_multiplier)
-            for _ in range(shape.num_blocks)
+            block(d, shape.num_heads, shape.dropout, shape.ffn_multiplier) for _ in range(shape.num_blocks)
         )
         self.final_norm = nn.LayerNorm(d)
         if shape.repeat_head:
@@ -120,10 +164,16 @@ class SASRecNetwork(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Small normal embeddings (std 0.02, padding row zero) and PyTorch's default for the rest."""
+        """Small normal embeddings (std 0.02, padding row zero) and PyTorch's default for the rest; with the
+        ``sasrec`` block the blocks' linear layers too are N(0, 0.02) with zero biases, as there."""
         for embedding in (self.item_embedding, self.position_embedding, *self.feature_embeddings.values()):
             assert isinstance(embedding, nn.Embedding)
             nn.init.normal_(embedding.weight, std=0.02)
+        if self.shape.block == "sasrec":
+            for layer in self.blocks.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, std=0.02)
+                    nn.init.zeros_(layer.bias)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 

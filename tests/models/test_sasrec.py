@@ -138,14 +138,15 @@ def test_sampled_softmax_learns_the_chains(
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.5
 
 
+@pytest.mark.parametrize("block", ["pre_ln", "sasrec"])
 def test_overlapping_windows_scaled_inputs_oldest_positions_and_random_batches_learn_the_chains(
-    chains: tuple[Interactions, Interactions, list[IntArray], IntArray],
+    chains: tuple[Interactions, Interactions, list[IntArray], IntArray], block: str
 ) -> None:
     # max_len 4 < the 6 training items per user, so stride 1 makes overlapping windows
     train, valid, histories, targets = chains
     config = {
         **SMALL, "max_len": 4, "window_stride": 1, "input_scale": True, "position_origin": "oldest",
-        "target_weighting": "per_target", "length_pool": 1,
+        "target_weighting": "per_target", "length_pool": 1, "block": block,
     }  # fmt: skip
     model = create_model("sasrec", config).fit(train, valid, CONTEXT)
     assert ndcg_at_k(model.score(histories), [np.array([t]) for t in targets]) > 0.8

@@ -91,3 +91,32 @@ def test_the_repeat_head_lifts_each_earlier_item_by_the_sum_of_its_occurrences_b
     gate0 = torch.nn.functional.softplus(net.repeat_gate(hidden[0, 3]))[0]
     base = hidden[0, 3] @ vectors[3]
     torch.testing.assert_close(full[0, 2], base + gate0 * (3.0 + 1.0))
+
+
+def test_the_original_sasrec_block_takes_keys_from_the_raw_stream_and_queries_normalised() -> None:
+    torch.manual_seed(0)
+    shape = NetworkShape(
+        n_items=40, hidden_size=16, num_blocks=1, num_heads=2, max_len=6, dropout=0.0, ffn_multiplier=1,
+        input_scale=True, position_origin="oldest", feature_sizes={}, block="sasrec",
+    )  # fmt: skip
+    net = SASRecNetwork(shape).eval()
+    block = net.blocks[0]
+    x = torch.randn(2, 6, 16)
+    allowed = torch.ones(6, 6, dtype=torch.bool).tril()[None, None].expand(2, 1, 6, 6)
+    with torch.no_grad():
+        queries = block.attention_norm(x)
+        # by hand: separate projections of the normalised queries and the raw keys / values
+        weight, bias = block.attention.qkv.weight, block.attention.qkv.bias
+        q = (queries @ weight[:16].T + bias[:16]).view(2, 6, 2, 8).transpose(1, 2)
+        k = (x @ weight[16:32].T + bias[16:32]).view(2, 6, 2, 8).transpose(1, 2)
+        v = (x @ weight[32:].T + bias[32:]).view(2, 6, 2, 8).transpose(1, 2)
+        weights = ((q @ k.transpose(-1, -2)) / 8**0.5).masked_fill(~allowed, float("-inf")).softmax(-1)
+        attended = block.attention.out((weights @ v).transpose(1, 2).reshape(2, 6, 16))
+        stream = block.feed_forward_norm(queries + attended)
+        expected = stream + block.feed_forward(stream)
+        torch.testing.assert_close(block(x, allowed), expected)
+        # the reference's initialisation: N(0, 0.02) weights, zero biases in the blocks
+        assert (
+            float(block.attention.qkv.weight.std()) < 0.03
+            and float(block.attention.qkv.bias.abs().max()) == 0
+        )
