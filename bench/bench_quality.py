@@ -319,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = parse_overrides(args.hp)
     tuning = parse_overrides(args.tune, "--tune")
     protocol: Protocol = args.protocol
-    ctx = FitContext(seed=params.seed, threads=limit_threads())  # once per process, as the train step does
+    # threads limited once per process, as the train step does; early stopping filters as the evaluation
+    ctx = FitContext(seed=params.seed, threads=limit_threads(), exclude_seen=evaluate.exclude_seen)
 
     t0 = time.perf_counter()
     events, catalog = load_dataset(args.dataset, params)

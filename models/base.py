@@ -84,11 +84,14 @@ class FitContext:
         threads: worker threads a family may start itself (implicit's ``num_threads``, torch's intra-op
             threads); 0 means every core the process may use. BLAS pools are not set here but once per
             process (:func:`models.threads.limit_threads`).
+        exclude_seen: the evaluation filters each shopper's seen items out of the ranking
+            (``evaluate.exclude_seen``); families that early-stop on validation score it the same way.
     """
 
     seed: int = 42
     device: Device = "cpu"
     threads: int = 0
+    exclude_seen: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):

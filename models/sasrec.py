@@ -234,7 +234,9 @@ class SASRecRecommender(Recommender):
         windows = torch.from_numpy(windows_np)
         net = self._new_network(_feature_codes(train, cfg.use_item_features)).to(device)
         self.network, self._vectors, self._item_matrix = net, None, None
-        check = _ValidationCheck(sequences, valid, cfg, ctx.seed) if valid is not None else None
+        check = None
+        if valid is not None:
+            check = _ValidationCheck(sequences, valid, cfg, ctx.seed, ctx.exclude_seen)
         if len(windows) == 0:
             log.warning("sasrec: no history has two items; the network keeps its initial weights")
             self._finish(net)
@@ -519,8 +521,14 @@ class _ValidationCheck:
     """NDCG@10 on the validation split for early stopping: train sequence in, that user's valid items out."""
 
     def __init__(
-        self, sequences: Sequence[IntArray], valid: Interactions, cfg: SASRecConfig, seed: int
+        self,
+        sequences: Sequence[IntArray],
+        valid: Interactions,
+        cfg: SASRecConfig,
+        seed: int,
+        exclude_seen: bool = False,
     ) -> None:
+        self.exclude_seen = exclude_seen
         targets = valid.histories()
         users = np.array([u for u, t in enumerate(targets) if len(t)], dtype=np.int64)
         if len(users) > cfg.valid_max_users:
@@ -536,7 +544,11 @@ class _ValidationCheck:
         try:
             with torch.inference_mode():
                 vectors = net.item_vectors()
-            return ndcg_at_k(model._score_with(net, vectors, self.histories), self.relevant, k=10)
+            scores = model._score_with(net, vectors, self.histories)
+            if self.exclude_seen:  # as the evaluation ranks: the shopper's own items are not candidates
+                for row, history in enumerate(self.histories):
+                    scores[row, history] = -np.inf
+            return ndcg_at_k(scores, self.relevant, k=10)
         finally:
             net.train()
 

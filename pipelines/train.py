@@ -75,10 +75,13 @@ def model_hyperparameters(family: ModelFamily, params: Params) -> dict[str, Any]
 
 
 def fit_context(params: Params, threads: int = 0, device: Device = "cpu") -> FitContext:
-    """Seed from params.yaml, ``device``, and ``threads`` worker threads (0: every available core)."""
+    """Seed from params.yaml, ``device``, ``threads`` worker threads (0: every available core) and the
+    evaluation's seen-item filter (early stopping scores as the evaluation does)."""
     from models.base import FitContext
 
-    return FitContext(seed=params.seed, device=device, threads=threads)
+    return FitContext(
+        seed=params.seed, device=device, threads=threads, exclude_seen=params.evaluate.exclude_seen
+    )
 
 
 def training_device(family: ModelFamily) -> Device:

@@ -247,3 +247,20 @@ def test_window_negatives_keep_one_column_per_earlier_item_and_mask_drawn_items_
     assert keep.int().tolist() == [[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 1, 0], [0, 0, 0, 1, 1, 0]]
     # drawn items 2 and 4 are in every window (or the target): scored in the window, not twice
     assert in_window.int().tolist() == [[0, 1, 1, 0]] * 3
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_early_stopping_ranks_validation_as_the_evaluation_does_when_it_filters_seen_items(
+    exclude_seen: bool,
+) -> None:
+    # every validation target is one of the shopper's own earlier items: filtered out, none can be found
+    sequences = basket_sequences(100, 8)
+    train = as_interactions([s[:-1] for s in sequences])
+    repeats = [s[-1:] if s[-1] in s[:-1] else s[:1] for s in sequences]  # a seen item each
+    valid = as_interactions(repeats)
+    config = {**SMALL, "max_epochs": 2, "repeat_head": True, "collapse_repeats": False}
+    epochs: list[dict[str, float]] = []
+    ctx = FitContext(seed=0, threads=1, exclude_seen=exclude_seen)
+    create_model("sasrec", config).fit(train, valid, ctx, lambda _, m: epochs.append(m))
+    ndcg = epochs[-1]["valid_ndcg_at_10"]
+    assert (ndcg == 0.0) if exclude_seen else (ndcg > 0.3), ndcg

@@ -36,6 +36,7 @@ from pipelines.train import (
     SELECTION_DIR,
     TAG_PACKAGE_DIGEST,
     build_package,
+    fit_context,
     fit_family,
     item_features,
     model_dir,
@@ -355,3 +356,11 @@ def test_training_curve_plots_loss_and_validation_ndcg_per_fit() -> None:
     assert len(loss_axis.lines) == 2, "one loss curve per fit"
     assert len(ndcg_axis.lines) == 1, "only the selection fit has validation data"
     assert list(ndcg_axis.lines[0].get_ydata()) == [0.1, 0.2]
+
+
+def test_the_fit_context_carries_the_evaluations_seen_item_filter_to_early_stopping() -> None:
+    params = load_params(PARAMS_FILE)
+    for exclude_seen in (False, True):
+        evaluate = params.evaluate.model_copy(update={"exclude_seen": exclude_seen})
+        ctx = fit_context(params.model_copy(update={"evaluate": evaluate}), threads=1)
+        assert ctx.exclude_seen is exclude_seen and ctx.seed == params.seed and ctx.threads == 1
