@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
+from models.arrays import flatten_histories
 from models.base import (
     EpochCallback,
     FitContext,
@@ -528,13 +529,14 @@ class _ValidationCheck:
         seed: int,
         exclude_seen: bool = False,
     ) -> None:
-        self.exclude_seen = exclude_seen
         targets = valid.histories()
         users = np.array([u for u, t in enumerate(targets) if len(t)], dtype=np.int64)
         if len(users) > cfg.valid_max_users:
             users = np.sort(np.random.default_rng(seed).choice(users, cfg.valid_max_users, replace=False))
         self.histories = [sequences[u] for u in users]
         self.relevant = [np.unique(targets[u]) for u in users]
+        # (row, item) pairs of the shoppers' own items, masked as the evaluation does (None: kept rankable)
+        self.seen = flatten_histories(self.histories, valid.n_items) if exclude_seen else None
 
     def ndcg(self, model: SASRecRecommender, net: SASRecNetwork) -> float:
         """Score the validation users with ``net`` in eval mode (on its device), then train mode again."""
@@ -545,9 +547,8 @@ class _ValidationCheck:
             with torch.inference_mode():
                 vectors = net.item_vectors()
             scores = model._score_with(net, vectors, self.histories)
-            if self.exclude_seen:  # as the evaluation ranks: the shopper's own items are not candidates
-                for row, history in enumerate(self.histories):
-                    scores[row, history] = -np.inf
+            if self.seen is not None:  # as the evaluation ranks: the shopper's own items are not candidates
+                scores[self.seen] = -np.inf
             return ndcg_at_k(scores, self.relevant, k=10)
         finally:
             net.train()
