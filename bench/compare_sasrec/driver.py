@@ -111,9 +111,9 @@ def runner_command(library: str, args: argparse.Namespace, split: Path, out: Pat
     if library in ("recops", "recops-last", "recops-stride"):
         windows = "1" if library == "recops-last" else "0"
         stride = str(STRIDE) if library == "recops-stride" else "0"
-        bf16 = ["--cpu-bf16"] if args.cpu_bf16 else []
+        options = (["--cpu-bf16"] if args.cpu_bf16 else []) + (["--compile"] if args.compile else [])
         return [sys.executable, str(HERE / "run_recops.py"), *common_args, "--name", library,
-                "--windows-per-user", windows, "--window-stride", stride, *bf16]  # fmt: skip
+                "--windows-per-user", windows, "--window-stride", stride, *options]  # fmt: skip
     if library == "rectools":
         return [args.python_rectools, str(HERE / "run_rectools.py"), *common_args]
     return [args.python_recbole, str(HERE / "run_recbole.py"), *common_args,
@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="only print the table of earlier runs")
     parser.add_argument("--cpu-bf16", action="store_true",
                         help="our runners: bf16 autocast on the CPU (give another --work)")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="our runners: the training step through torch.compile (give another --work)")  # fmt: skip
     args = parser.parse_args()
 
     default_work = args.dataset + (f"-u{args.max_users}" if args.max_users else "")

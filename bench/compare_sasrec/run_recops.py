@@ -78,6 +78,8 @@ def main() -> None:
                         help="overlapping windows, one ending every N items (0: max_len)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (cpu_bf16)")
+    parser.add_argument("--compile", action="store_true",
+                        help="the training step through torch.compile (the family's `compile` option)")  # fmt: skip
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="off-protocol probe (default: the shared 1e-3)")  # fmt: skip
     args = parser.parse_args()
@@ -102,6 +104,7 @@ def main() -> None:
         windows_per_user=args.windows_per_user,
         window_stride=args.window_stride,
         cpu_bf16=args.cpu_bf16,
+        compile=args.compile,
         max_epochs=args.max_epochs,
         use_item_features=False,
         collapse_repeats=False,
