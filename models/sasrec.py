@@ -339,9 +339,11 @@ class SASRecRecommender(Recommender):
         bf16 = device.type == "cuda" or self.config.cpu_bf16
         autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
         if self.config.loss == "full_ce":
+            from models.sequential.losses import softmax_cross_entropy
+
             with autocast:
                 scores = step(tokens, positions, None)  # (N, I)
-            return _reduce(F.cross_entropy(scores.float(), wanted, reduction="none"), divisor)
+            return _reduce(softmax_cross_entropy(scores.float(), wanted), divisor)
         # Sampled softmax (SASRec+ with sampled negatives): each position's own target against K items
         # drawn from q. The other positions' targets are NOT negatives: in-batch items are popularity-biased,
         # and using them uncorrected pushes popular items down, which costs NDCG. Every logit is corrected

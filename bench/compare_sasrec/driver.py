@@ -115,7 +115,8 @@ def runner_command(library: str, args: argparse.Namespace, split: Path, out: Pat
         return [sys.executable, str(HERE / "run_recops.py"), *common_args, "--name", library,
                 "--windows-per-user", windows, "--window-stride", stride, *options]  # fmt: skip
     if library == "rectools":
-        return [args.python_rectools, str(HERE / "run_rectools.py"), *common_args]
+        bf16 = ["--cpu-bf16"] if args.cpu_bf16 else []
+        return [args.python_rectools, str(HERE / "run_rectools.py"), *common_args, *bf16]
     return [args.python_recbole, str(HERE / "run_recbole.py"), *common_args,
             "--atomic-dir", str(split.parent / "recbole")]  # fmt: skip
 
@@ -205,9 +206,9 @@ def main() -> None:
     parser.add_argument("--python-recbole", default="/tmp/venv-recbole/bin/python")
     parser.add_argument("--summary-only", action="store_true", help="only print the table of earlier runs")
     parser.add_argument("--cpu-bf16", action="store_true",
-                        help="our runners: bf16 autocast on the CPU (give another --work)")  # fmt: skip
+                        help="ours and RecTools: bf16 autocast on the CPU (give another --work)")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
-                        help="our runners: the training step through torch.compile (give another --work)")  # fmt: skip
+                        help="ours: torch.compile the training step (give another --work)")  # fmt: skip
     args = parser.parse_args()
 
     default_work = args.dataset + (f"-u{args.max_users}" if args.max_users else "")

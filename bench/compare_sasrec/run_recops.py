@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (cpu_bf16)")
     parser.add_argument("--compile", action="store_true",
-                        help="the training step through torch.compile (the family's `compile` option)")  # fmt: skip
+                        help="torch.compile the training step (the `compile` option)")  # fmt: skip
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="off-protocol probe (default: the shared 1e-3)")  # fmt: skip
     args = parser.parse_args()

@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="Lightning's bf16-mixed precision (bf16 autocast on the CPU)")  # fmt: skip
     args = parser.parse_args()
 
     import rectools  # type: ignore[import-not-found,unused-ignore]
@@ -118,6 +120,7 @@ def main() -> None:
         accelerator="cpu",
         devices=1,
         deterministic=True,
+        precision="bf16-mixed" if args.cpu_bf16 else "32-true",
         enable_progress_bar=False,
         enable_model_summary=False,
         logger=False,
@@ -156,6 +159,7 @@ def main() -> None:
         "scheme": "last_window",
         "targets_per_epoch": targets,
         "fit_wall_s": fit_s,
+        "precision": "bf16-mixed" if args.cpu_bf16 else "32-true",
         "config": {**arch, "ffn": "ReLU, width n_factors", "layer_norm": "SASRec's (q and ff inputs)"},
     }
     test_top = top_lists(reco, split.test_users)
