@@ -297,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "on test")  # fmt: skip
     parser.add_argument("--repeat-baseline", action="store_true",
                         help="add the bench-only repeat_history row (own past items first)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed of every family (default: params.yaml's); the split, the "
+                        "evaluation and any --max-users sample stay as they are")  # fmt: skip
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples for the NDCG CI")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     args = parser.parse_args(argv)
@@ -320,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     tuning = parse_overrides(args.tune, "--tune")
     protocol: Protocol = args.protocol
     # threads limited once per process, as the train step does; early stopping filters as the evaluation
-    ctx = FitContext(seed=params.seed, threads=limit_threads(), exclude_seen=evaluate.exclude_seen)
+    seed = params.seed if args.seed is None else args.seed
+    ctx = FitContext(seed=seed, threads=limit_threads(), exclude_seen=evaluate.exclude_seen)
 
     t0 = time.perf_counter()
     events, catalog = load_dataset(args.dataset, params)
@@ -339,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if ln.startswith("model name")), platform.processor())  # fmt: skip
     print(f"dataset={args.dataset} protocol={protocol} test_days={features.test_days} "
           f"valid_days={features.valid_days} exclude_seen={evaluate.exclude_seen} fit_on={args.fit_on} "
-          f"nproc={os.cpu_count()} cpu={cpu!r} date={time.strftime('%Y-%m-%d')}")  # fmt: skip
+          f"seed={seed} nproc={os.cpu_count()} cpu={cpu!r} date={time.strftime('%Y-%m-%d')}")  # fmt: skip
     print(f"load {load_s:.1f} s, features {features_s:.1f} s; " + ", ".join(f"{k}={v:,}" if isinstance(v, int)
           else f"{k}={v:.2f}" for k, v in stats.items()))  # fmt: skip
 
