@@ -16,10 +16,17 @@
    Targets: >= 1,000 req/s with p99 <= 25 ms; >= 5x mlflow models serve; event visible p99 <= 50 ms;
    ingest >= 5,000 events/s. Each load run also prints the CPU the server (its whole process session) and
    the load generator used; ``--server-cpus`` / ``--client-cpus`` pin them to separate cores.
+3. ``asgi`` (needs ``make demo``): the whole app (middleware, hot path, Redis online store, ranking,
+   served-list writer) called as an ASGI application in this process, no HTTP server: CPU per request, and
+   a cProfile with ``--profile-rows``.
+4. ``floor``: a bare ASGI app (reads the body, answers fixed JSON) under uvicorn with the same workers and
+   load: the HTTP server's own cost per request.
 
     .venv/bin/python bench/bench_service.py                          # both parts
     .venv/bin/python bench/bench_service.py --part inprocess
     .venv/bin/python bench/bench_service.py --part http --workers 2 --concurrency 16 --duration 20
+    .venv/bin/python bench/bench_service.py --part asgi --requests 3000 --profile-rows 40   # no HTTP server
+    .venv/bin/python bench/bench_service.py --part floor --concurrency 64 --duration 15    # bare ASGI app
 
 Needs Redis at ``RECOPS_BENCH_REDIS_URL`` (default redis://127.0.0.1:6379/14); the bench's keys are deleted.
 """
@@ -652,6 +659,110 @@ def bench_http(
     say(f"  throughput ratio recops serve / mlflow models serve: {ratio:.1f}x")
 
 
+def bench_asgi(requests: int, profile_rows: int) -> None:
+    """The whole app (middleware, hot path, Redis online store, ranking, served-list writer) called as an
+    ASGI application in this process, without an HTTP server: CPU per request, and optionally a cProfile."""
+    import cProfile
+    import pstats
+
+    import orjson
+
+    from core.settings import get_settings
+    from models.threads import limit_threads
+    from service.app import create_app
+
+    redis_url = os.environ.get("RECOPS_BENCH_REDIS_URL", DEFAULT_REDIS)
+    prefix = f"recops-bench-{secrets.token_hex(4)}:"
+    os.environ.update(
+        RECOPS_REDIS_URL=redis_url, RECOPS_REDIS_PREFIX=prefix, RECOPS_SERVE_RATE_LIMIT_PER_S="0"
+    )
+    get_settings.cache_clear()
+    limit_threads()
+    raws, _ = shoppers(2000)
+    bodies = [orjson.dumps({"user_id": raw, "k": 10}) for raw in raws]
+    app = create_app(get_settings())
+    headers = [(b"content-type", b"application/json")]
+
+    async def one(body: bytes) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/recommendations", "headers": headers,
+                 "client": ("127.0.0.1", 1), "query_string": b""}  # fmt: skip
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            deadline = time.monotonic() + 120
+            while app.state.recops.holder.get("champion") is None:  # the watcher loads the champion
+                if time.monotonic() > deadline:
+                    sys.exit("no champion loaded within 120 s: run `make demo` first")
+                await asyncio.sleep(0.1)
+            for body in bodies[:300]:  # warm-up
+                await one(body)
+            wall, cpu = time.perf_counter(), time.process_time()
+            statuses = Counter([await one(bodies[i % len(bodies)]) for i in range(requests)])
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            say(f"asgi: the whole app in-process (no HTTP server), Redis online store, {requests:,} requests "
+                f"of {len(raws)} known shoppers: {cpu / requests * 1e3:.3f} ms CPU and "
+                f"{wall / requests * 1e3:.3f} ms wall per request, statuses {dict(statuses)}")  # fmt: skip
+            if profile_rows:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for i in range(requests):
+                    await one(bodies[i % len(bodies)])
+                profiler.disable()
+                pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(profile_rows)
+
+    try:
+        asyncio.run(run())
+    finally:
+        _delete_prefix(redis_url, prefix)
+
+
+async def bare_app(scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+    """An ASGI app that reads the body and answers a fixed JSON document: the HTTP server's own cost."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"items":[]}'
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+def bench_floor(
+    workers: int, concurrency: int, duration_s: float, server_cpus: str, client_cpus: str
+) -> None:
+    """:func:`bare_app` under uvicorn as ``recops serve`` runs it (same workers, load generator, body)."""
+    from core.settings import get_settings
+
+    port = free_port()
+    here = str(Path(__file__).parent)
+    argv = [str(BIN / "python"), "-m", "uvicorn", "bench_service:bare_app", "--app-dir", here,
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
+            "--log-level", "warning"]  # fmt: skip
+    logs = get_settings().runtime_dir / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    say(f"floor: a bare ASGI app under uvicorn, {workers} workers, concurrency {concurrency}")
+    with server(
+        argv, dict(os.environ), f"http://127.0.0.1:{port}/", logs / "floor.log", 60, server_cpus
+    ) as proc:
+        load, cpu = measured_load(
+            proc, client_cpus, f"http://127.0.0.1:{port}/recommendations",
+            lambda i: {"user_id": f"u{i:07d}", "k": 10}, concurrency, duration_s,
+        )  # fmt: skip
+    say("  " + load.line("bare ASGI app POST /recommendations"))
+    say("    " + cpu)
+
+
 def _delete_prefix(url: str, prefix: str) -> None:
     import redis
 
@@ -663,7 +774,9 @@ def _delete_prefix(url: str, prefix: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["all", "inprocess", "http"], default="all")
+    parser.add_argument("--part", choices=["all", "inprocess", "http", "asgi", "floor"], default="all",
+                        help="all: inprocess and http; asgi: the whole app without an HTTP server; floor: "
+                        "a bare ASGI app under uvicorn (the HTTP server's own cost)")  # fmt: skip
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--requests", type=int, default=2000, help="in-process rankings timed")
@@ -674,6 +787,7 @@ def main() -> int:
     parser.add_argument("--skip-mlflow", action="store_true", help="no mlflow models serve comparison")
     parser.add_argument("--server-cpus", default="", help="pin the servers (taskset -c list, e.g. 0)")
     parser.add_argument("--client-cpus", default="", help="pin the load generator (e.g. 1)")
+    parser.add_argument("--profile-rows", type=int, default=0, help="asgi: print a cProfile, top N rows")
     args = parser.parse_args()
     say(f"machine: {machine()}")
     if args.part in ("all", "inprocess"):
@@ -683,6 +797,10 @@ def main() -> int:
             args.workers, args.concurrency, args.duration, args.visibility_trials, args.skip_mlflow,
             args.server_cpus, args.client_cpus,
         )  # fmt: skip
+    if args.part == "asgi":
+        bench_asgi(args.requests, args.profile_rows)
+    if args.part == "floor":
+        bench_floor(args.workers, args.concurrency, args.duration, args.server_cpus, args.client_cpus)
     say(f"machine after: {machine()}")
     return 0
 

@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--cpu-bf16", action="store_true",
                         help="Lightning's bf16-mixed precision (bf16 autocast on the CPU)")  # fmt: skip
     args = parser.parse_args()
+    precision = "bf16-mixed" if args.cpu_bf16 else "32-true"
 
     import rectools  # type: ignore[import-not-found,unused-ignore]
     import torch
@@ -120,7 +121,7 @@ def main() -> None:
         accelerator="cpu",
         devices=1,
         deterministic=True,
-        precision="bf16-mixed" if args.cpu_bf16 else "32-true",
+        precision=precision,
         enable_progress_bar=False,
         enable_model_summary=False,
         logger=False,
@@ -159,7 +160,7 @@ def main() -> None:
         "scheme": "last_window",
         "targets_per_epoch": targets,
         "fit_wall_s": fit_s,
-        "precision": "bf16-mixed" if args.cpu_bf16 else "32-true",
+        "precision": precision,
         "config": {**arch, "ffn": "ReLU, width n_factors", "layer_norm": "SASRec's (q and ff inputs)"},
     }
     test_top = top_lists(reco, split.test_users)

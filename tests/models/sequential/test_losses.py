@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
-
-from models.sequential.losses import softmax_cross_entropy  # noqa: E402
+from models.sequential.losses import softmax_cross_entropy
 
 
-def _pair(n: int = 37, items: int = 211, spread: float = 4.0, seed: int = 0) -> tuple[object, object]:
+def _pair(
+    n: int = 37, items: int = 211, spread: float = 4.0, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     scores = torch.randn(n, items, generator=gen) * spread
     targets = torch.randint(0, items, (n,), generator=gen)
