@@ -193,14 +193,21 @@ def feedback_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def record_recommendations(engine: Engine, rows: Iterable[Mapping[str, Any]]) -> int:
     """Insert served lists (mappings as :func:`recommendation_row` returns) in one transaction.
 
-    A recommendation id already stored is left as it was (a retried write does not fail the batch).
-    Returns the number of rows inserted.
+    A recommendation id already stored is left as it was (a retried write does not fail the batch): on
+    SQLite and PostgreSQL by ``INSERT ... ON CONFLICT DO NOTHING`` (one statement, no read first), on
+    other databases by reading the batch's ids first. Returns the number of rows inserted.
     """
     checked = [recommendation_row(**dict(row)) for row in rows]
     if not checked:
         return 0
-    ids = [row["recommendation_id"] for row in checked]
+    unique = list({row["recommendation_id"]: row for row in checked}.values())
+    dialect = engine.dialect.name
     with engine.begin() as conn:
+        if dialect in ("sqlite", "postgresql"):
+            insert = _insert_ignoring_stored(dialect)
+            result = conn.execute(insert, unique)
+            return max(int(result.rowcount), 0)
+        ids = [row["recommendation_id"] for row in unique]
         existing = set(
             conn.scalars(
                 sa.select(recommendations.c.recommendation_id).where(
@@ -208,10 +215,22 @@ def record_recommendations(engine: Engine, rows: Iterable[Mapping[str, Any]]) ->
                 )
             )
         )
-        fresh = {row["recommendation_id"]: row for row in checked if row["recommendation_id"] not in existing}
+        fresh = [row for row in unique if row["recommendation_id"] not in existing]
         if fresh:
-            conn.execute(recommendations.insert(), list(fresh.values()))
+            conn.execute(recommendations.insert(), fresh)
     return len(fresh)
+
+
+@lru_cache(maxsize=2)
+def _insert_ignoring_stored(dialect: str) -> Any:
+    """``INSERT INTO recops_recommendations ... ON CONFLICT (recommendation_id) DO NOTHING``."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(recommendations).on_conflict_do_nothing(index_elements=["recommendation_id"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(recommendations).on_conflict_do_nothing(index_elements=["recommendation_id"])
 
 
 def record_recommendation(

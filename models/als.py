@@ -135,7 +135,7 @@ class ALSRecommender(Recommender):
         counts = history_matrix(histories, self.n_items)
         n, f = len(histories), self.config.factors
         vectors = np.zeros((n, f), dtype=np.float64)
-        item_factors, gram = self._solver_state()
+        gram, _ = self._solver_state()
         lengths = np.diff(counts.indptr)
         order = np.argsort(lengths, kind="stable")
         order = order[lengths[order] > 0]
@@ -146,35 +146,45 @@ class ALSRecommender(Recommender):
             stop = start + 1
             while stop < len(order) and (stop - start + 1) * int(widths[stop]) <= SCORE_BATCH_SLOTS:
                 stop += 1
-            vectors[order[start:stop]] = self._solve(counts, order[start:stop], item_factors, gram)
+            vectors[order[start:stop]] = self._solve(counts, order[start:stop], gram)
             start = stop
         return vectors
 
     def _one_vector(self, history: IntArray) -> NDArray[np.float64]:
-        """:meth:`_solve` for one non-empty history, shape ``(1, factors)``, bit for bit the same numbers,
-        without the sparse matrix (half the cost of a request's scoring on the default data)."""
+        """:meth:`_solve` for one non-empty history, shape ``(1, factors)``, without the sparse matrix.
+
+        A history of ``L < 3/4 factors`` distinct items (every request of the scorer on the default data) is
+        solved through the Woodbury identity: with ``S = D^1/2 F`` (``F`` the history's item factors, ``D``
+        their extra confidence), ``(G + S^T S)^-1 = G^-1 - G^-1 S^T (I + S G^-1 S^T)^-1 S G^-1``, and
+        ``Y G^-1`` is precomputed per set of item factors, so a request solves an ``L x L`` system instead
+        of a ``factors x factors`` one (4-5x less CPU at 20 items and 128 factors). Longer histories take
+        the direct solve. Both agree with :meth:`_solve` to rounding (about 1e-16 absolute: tested).
+        """
         items, counts = np.unique(np.asarray(history, dtype=np.int64).reshape(-1), return_counts=True)
         if int(items[0]) < 0 or int(items[-1]) >= self.n_items:
             raise ValueError(f"item index out of range [0, {self.n_items}) in histories")
-        item_factors, gram = self._solver_state()
-        factors = item_factors[items]
+        gram, projected = self._solver_state()
+        factors = self.item_factors[items].astype(np.float64)
         extra = self.config.alpha * self.event_weight * counts.astype(np.float32)  # as _solve's sub.data
+        if 4 * len(items) < 3 * self.config.factors:
+            solved = _woodbury_vector(factors, projected[items], extra.astype(np.float64))
+            if solved is not None:
+                return solved[None]
         lhs = gram[None] + np.matmul(factors.T[None] * extra[None, None, :], factors[None])
         rhs = np.matmul((1.0 + extra.astype(np.float64))[None, None, :], factors[None])[:, 0, :]
-        solved: NDArray[np.float64] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
-        return solved
+        direct: NDArray[np.float64] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+        return direct
 
     def _solver_state(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Item factors in float64 and ``Y^T Y + reg I``, computed once per set of item factors."""
+        """``G = Y^T Y + reg I`` and ``Y G^-1`` (float64), computed once per set of item factors."""
         if self._solver_cache is None or self._solver_cache[0] is not self.item_factors:
             item_factors = self.item_factors.astype(np.float64)
             gram = item_factors.T @ item_factors + self.config.regularization * np.eye(self.config.factors)
-            self._solver_cache = (self.item_factors, item_factors, gram)
+            projected = np.ascontiguousarray(np.linalg.solve(gram, item_factors.T).T)  # G symmetric
+            self._solver_cache = (self.item_factors, gram, projected)
         return self._solver_cache[1], self._solver_cache[2]
 
-    def _solve(
-        self, counts: Any, rows: IntArray, item_factors: NDArray[np.float64], gram: NDArray[np.float64]
-    ) -> NDArray[np.float64]:
+    def _solve(self, counts: Any, rows: IntArray, gram: NDArray[np.float64]) -> NDArray[np.float64]:
         """Batched normal equations for the users ``rows`` of the history count matrix ``counts``."""
         sub = counts[rows]
         lengths = np.diff(sub.indptr)
@@ -182,7 +192,7 @@ class ALSRecommender(Recommender):
         slot = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], lengths)
         row = np.repeat(np.arange(len(rows)), lengths)
         factors = np.zeros((len(rows), width, self.config.factors), dtype=np.float64)
-        factors[row, slot] = item_factors[sub.indices]
+        factors[row, slot] = self.item_factors[sub.indices]  # float32 -> float64: exact
         extra = np.zeros((len(rows), width), dtype=np.float64)  # c - 1 = alpha * weight
         extra[row, slot] = self.config.alpha * self.event_weight * sub.data
         lhs = gram[None] + np.matmul(factors.transpose(0, 2, 1) * extra[:, None, :], factors)
@@ -211,3 +221,25 @@ class ALSRecommender(Recommender):
             raise ModelLoadError("als weights lack event_weight")
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
         self.event_weight = float(event_weight[0])
+
+
+def _woodbury_vector(
+    factors: NDArray[np.float64], projected: NDArray[np.float64], extra: NDArray[np.float64]
+) -> NDArray[np.float64] | None:
+    """``(G + F^T D F)^-1 F^T (1 + extra)`` from ``F`` (``factors``, ``L x f``), ``F G^-1`` (``projected``)
+    and ``D = diag(extra)``, ``extra > 0``, by the Woodbury identity (see ``ALSRecommender._one_vector``).
+    None when LAPACK does not find ``I + S G^-1 S^T`` positive definite (the caller then solves directly).
+    """
+    from scipy.linalg.lapack import dposv
+
+    root = np.sqrt(extra)
+    base = (1.0 + extra) @ projected  # G^-1 F^T c
+    scaled_projected = projected * root[:, None]  # S G^-1
+    scaled = factors * root[:, None]  # S
+    system = scaled_projected @ scaled.T  # S G^-1 S^T, symmetric positive semi-definite
+    system.flat[:: len(extra) + 1] += 1.0
+    _, weights, info = dposv(system, scaled @ base, lower=True, overwrite_a=True, overwrite_b=True)
+    if info != 0:
+        return None
+    vector: NDArray[np.float64] = base - weights @ scaled_projected
+    return vector

@@ -4,6 +4,8 @@ the A/B variant is a sticky hash of the pseudonym."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 from core.privacy import pseudonymize_id
 from core.settings import Settings
@@ -26,3 +28,15 @@ def bucket(user: str) -> float:
 def variant_for(user: str, challenger_share: float) -> str:
     """``challenger`` for a fixed share of shoppers (sticky: the same pseudonym always gets the same arm)."""
     return CHALLENGER if challenger_share > 0 and bucket(user) < challenger_share else CHAMPION
+
+
+def new_recommendation_id(variant: str, version: int) -> str:
+    """A fresh recommendation id: 32 hex digits ordered by time like a UUIDv7 (48-bit Unix milliseconds,
+    then 80 random bits), then ``.h<version>`` (champion) or ``.c<version>`` (challenger).
+
+    Time-ordered ids append to the served-list table's primary-key index instead of landing on a random
+    page of it (a random uuid4 key rewrote one index page per served list: most of the writer's cost).
+    POST /feedback reads the variant and version back from the suffix.
+    """
+    stamp = time.time_ns() // 1_000_000
+    return f"{stamp:012x}{os.urandom(10).hex()}.{'c' if variant == CHALLENGER else 'h'}{version}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.arrays import top_k
+from models.arrays import top_k_finite
 from service.serving import FloatArray, IntArray, Serving
 
 MIN_CANDIDATES = 50
@@ -91,14 +91,9 @@ def _blocked(serving: Serving, req: RankRequest) -> tuple[IntArray, IntArray]:
 
 def _top_candidates(indices: IntArray | None, values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """The ``n`` best finite entries, best first (ties: lower position first, i.e. lower item index:
-    category pools are ascending). :func:`models.arrays.top_k` pre-filters long rows by block maxima, far
-    cheaper than a full ``argpartition`` over 100k scores."""
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64), values[:0]
-    ids, top = top_k(values[None, :], min(n, len(values)))
-    ids, top = ids[0], top[0]
-    finite = ids >= 0  # top_k marks -inf / NaN entries with -1
-    ids, top = ids[finite], top[finite]
+    category pools are ascending), by :func:`models.arrays.top_k_finite` (block-maxima pre-filter on long
+    rows, far cheaper than a full ``argpartition`` over 100k scores)."""
+    ids, top = top_k_finite(values, n)
     return (ids if indices is None else indices[ids]), top
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.feedback import forget_feedback
-from service.identity import CHALLENGER, CHAMPION, pseudonym, variant_for
+from service.identity import CHALLENGER, CHAMPION, new_recommendation_id, pseudonym, variant_for
 from service.online_store import OnlineEvent, UserState
 from service.ranking import RankRequest, rank
 from service.schemas import (
@@ -133,7 +132,7 @@ async def recommend(st: ServiceState, body: RecommendationRequest, state: dict[s
     scoring, served = st.metrics.per_variant(variant)
     scoring.observe(time.perf_counter() - started)
     served.inc()
-    rec_id = f"{uuid.uuid4().hex}.{variant[0] if variant == CHALLENGER else 'h'}{serving.version}"
+    rec_id = new_recommendation_id(variant, serving.version)
     ids, cats, brands, prices, stocked = (
         serving.item_ids,
         serving.categories,

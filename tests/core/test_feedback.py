@@ -20,6 +20,7 @@ from core.feedback import (
     read_recommendations,
     record_feedback,
     record_recommendation,
+    record_recommendations,
 )
 from core.privacy import pseudonymize_id
 from core.settings import Settings
@@ -82,6 +83,17 @@ def _exercise(engine: Engine) -> None:
     assert [r["user_id"] for r in read_feedback(engine)] == [BOB]
     assert read_recommendations(engine) == []
     assert forget_feedback(engine, ALICE) == 0
+
+    served = {"user_id": BOB, "model_name": "m", "model_version": 3, "variant": "champion", "created_at": T0}
+    assert record_recommendations(engine, [{**served, "recommendation_id": "r5", "items": ["i1"]}]) == 1
+    retried = [  # one stored id, one new id twice in the batch: only the new one is inserted, once
+        {**served, "recommendation_id": "r5", "items": ["i7"]},
+        {**served, "recommendation_id": "r6", "items": ["i1"]},
+        {**served, "recommendation_id": "r6", "items": ["i2"]},
+    ]
+    assert record_recommendations(engine, retried) == 1
+    stored = {r["recommendation_id"]: r["items"] for r in read_recommendations(engine)}
+    assert stored == {"r5": ["i1"], "r6": ["i2"]}, "a stored list is never overwritten"
 
 
 def test_feedback_round_trip_on_sqlite(recops_settings: Settings) -> None:

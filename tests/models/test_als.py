@@ -65,6 +65,45 @@ def test_chunked_scoring_equals_one_chunk(monkeypatch: pytest.MonkeyPatch) -> No
     np.testing.assert_allclose(model.user_vectors(histories), whole, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("length", [1, 3, 5, 11, 40])
+def test_one_shopper_vector_equals_the_batched_solve(length: int) -> None:
+    """The scorer's one-history path (Woodbury below 3/4 of the factors, the direct solve above: 8 factors
+    put the switch at 6 distinct items) gives the batched path's vector to rounding, repeats included."""
+    model = small().fit(DATA, ctx=CTX)
+    rng = np.random.default_rng(length)
+    history = rng.integers(0, DATA.n_items, length)
+    one = model.user_vectors([history])
+    batched = model.user_vectors([history, np.array([0, 1])])[:1]  # two histories: the batched solve
+    np.testing.assert_allclose(one, batched, rtol=1e-10, atol=1e-13)
+    assert np.abs(one).max() > 1e-3, "a real vector, not zeros"
+
+
+def test_woodbury_matches_the_normal_equations_at_scale() -> None:
+    """128 factors, 20 distinct items with repeats: the Woodbury vector solves the normal equations."""
+    rng = np.random.default_rng(5)
+    model = ALSRecommender(ALSConfig(factors=128, regularization=30.0, alpha=1.0))
+    model.item_factors = rng.normal(0, 0.3, (500, 128)).astype(np.float32)
+    model.n_items = 500
+    model.event_weight = 1.7
+    history = np.concatenate([rng.choice(500, 20, replace=False), [3, 3, 3]])
+    vector = model._one_vector(history)[0]
+    items, counts = np.unique(history, return_counts=True)
+    factors = model.item_factors[items].astype(np.float64)
+    extra = (np.float32(1.7) * counts.astype(np.float32)).astype(np.float64)  # float32, as the model's
+    all_factors = model.item_factors.astype(np.float64)
+    lhs = all_factors.T @ all_factors + (factors.T * extra) @ factors + 30.0 * np.eye(128)
+    expected = np.linalg.solve(lhs, (1.0 + extra) @ factors)
+    np.testing.assert_allclose(vector, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_item_index_out_of_range_is_refused_for_one_shopper() -> None:
+    model = small().fit(DATA, ctx=CTX)
+    with pytest.raises(ValueError, match="out of range"):
+        model.user_vectors([np.array([DATA.n_items])])
+    with pytest.raises(ValueError, match="out of range"):
+        model.user_vectors([np.array([-1, 2])])
+
+
 def test_confidence_matrix_sums_weights_and_drops_zeros() -> None:
     rows = [(0, 1, 2.0, T0, 0), (0, 1, 4.0, T0 + 1, 0), (1, 0, 1.0, T0 + 2, 1), (1, 2, 0.0, T0 + 3, 1)]
     matrix = als.confidence_matrix(make_interactions(rows), alpha=10.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.arrays import top_k
+from models.arrays import top_k, top_k_finite
 
 
 def reference_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -75,3 +75,30 @@ def test_long_rows_pre_filtered_by_block_maxima_match_a_full_sort(k: int) -> Non
     np.testing.assert_array_equal(top, np.where(ids >= 0, np.take_along_axis(scores, ids, axis=1), -np.inf))
     assert ids[3, :3].tolist() == [5, n_items - 1, -1][:k]
     assert set(ids[5, :10].tolist()) <= set(range(n_items - 10, n_items))
+
+
+@pytest.mark.parametrize("n_items", [7, 2_500, 64 * 4 * 60 + 13])
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_one_row_top_k_equals_top_k_on_finite_entries(n_items: int, k: int) -> None:
+    """The one-row path (the scorer's) against top_k on rows that take each branch: distinct scores (the
+    fast path), ties at the cut, masked items, NaN, fewer finite items than k, k over the row length."""
+    rng = np.random.default_rng(n_items + k)
+    rows = [
+        rng.standard_normal(n_items).astype(np.float32),
+        rng.integers(0, 5, n_items).astype(np.float32),
+        np.where(rng.random(n_items) < 0.5, -np.inf, rng.standard_normal(n_items)).astype(np.float32),
+        np.where(rng.random(n_items) < 0.1, np.nan, rng.standard_normal(n_items)).astype(np.float32),
+        np.full(n_items, -np.inf, dtype=np.float32),
+    ]
+    rows[4][[0, n_items - 1]] = [1.0, 2.0]
+    for row in rows:
+        before = row.copy()
+        ids, top = top_k_finite(row, k)
+        want_ids, want_top = top_k(row[None, :], k)
+        keep = want_ids[0] >= 0
+        np.testing.assert_array_equal(ids, want_ids[0][keep])
+        np.testing.assert_array_equal(top, want_top[0][keep])
+        assert ids.dtype == np.int64 and top.dtype == np.float32
+        np.testing.assert_array_equal(row, before)
+    assert top_k_finite(rows[0], 0)[0].shape == (0,)
+    assert top_k_finite(rows[0][:0], 3)[0].shape == (0,)

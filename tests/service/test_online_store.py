@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -139,3 +140,49 @@ def test_stock_from_one_replica_reaches_another_within_the_cache_time(redis_url:
     assert two.state(U1)[1] == {"x": False}  # after the cache time on the others
     one.close()
     two.close()
+
+
+@pytest.mark.integration
+def test_reads_survive_a_connection_the_server_closed(redis_url: RedisEndpoint) -> None:
+    """The hot read's own connection, killed by the server (restart, idle timeout): the next read
+    reconnects and answers; one that fails twice raises (the route then serves from the model alone)."""
+    store = RedisStore(redis_url.url, redis_url.prefix, LIMITS, stock_cache_s=3600)
+    try:
+        store.add_events(_events(U1, ["a", "b"]))
+        assert store.state(U1)[0].recent == ("a", "b")
+        reader_id = store._reads.command("CLIENT", "ID")
+        assert store.client.execute_command("CLIENT", "KILL", "ID", reader_id) == 1
+        assert store.state(U1)[0].recent == ("a", "b"), "read again on a new connection"
+        assert store._reads.command("CLIENT", "ID") != reader_id
+    finally:
+        store.close()
+    broken = RedisStore("redis://127.0.0.1:1/0", "x:", LIMITS, stock_cache_s=3600)
+    broken._stock_read_at = time.monotonic()  # skip the stock pipeline: only the hot read is tried
+    with pytest.raises(redis.exceptions.ConnectionError):
+        broken.state(U1)
+    broken.close()
+
+
+@pytest.mark.integration
+def test_each_thread_reads_on_its_own_connection(redis_url: RedisEndpoint) -> None:
+    """Reads from the thread pool (after a store failure) and the event loop never share a connection:
+    eight threads reading different shoppers at once each get their own shopper's state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = RedisStore(redis_url.url, redis_url.prefix, LIMITS)
+    users = [pseudonymize_id(f"t{n}", "k") for n in range(8)]
+    try:
+        for n, user in enumerate(users):
+            store.add_events(_events(user, [f"item-{n}"]))
+
+        def read_many(n: int) -> tuple[set[tuple[str, ...]], int]:
+            seen = {store.state(users[n])[0].recent for _ in range(200)}
+            return seen, int(store._reads.command("CLIENT", "ID"))
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(read_many, range(8)))
+        assert [seen for seen, _ in results] == [{(f"item-{n}",)} for n in range(8)]
+        assert len({conn for _, conn in results}) == 8
+    finally:
+        store.close()
+    assert store._reads._made == []
