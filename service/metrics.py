@@ -74,6 +74,10 @@ def forget_dead_workers(path: Path) -> list[int]:
     return sorted(dead)
 
 
+#: Shoppers per coalesced online-store read (service.state_reads).
+READ_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
 @dataclass
 class ServiceMetrics:
     """Every metric the scorer exports.
@@ -136,6 +140,10 @@ class ServiceMetrics:
             "Feedback or served-list rows dropped (queue full or write failed)", registry=r,
         )  # fmt: skip
         self.rate_limited = Counter("recops_rate_limited_total", "Requests refused with 429", registry=r)
+        self.read_batch = Histogram(
+            "recops_online_read_batch", "Shoppers read from the online store per round trip (coalesced)",
+            buckets=READ_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
         self._variant_children: dict[str, tuple[Any, Any]] = {}
 
     def per_variant(self, variant: str) -> tuple[Any, Any]:

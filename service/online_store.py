@@ -69,6 +69,10 @@ class OnlineStore(Protocol):
         """The shopper's state and the current stock overrides, in one round trip."""
         ...
 
+    def states(self, users: Sequence[str]) -> list[tuple[UserState, dict[str, bool]]]:
+        """:meth:`state` of several shoppers (in order, repeats allowed), in one round trip."""
+        ...
+
     def add_events(self, events: Sequence[OnlineEvent]) -> None:
         """Append events (in the given order) to their shoppers' state; record stock overrides."""
         ...
@@ -132,6 +136,9 @@ class InMemoryStore:
             if entry is None:
                 return UserState(), stock
             return UserState(tuple(entry.recent), frozenset(entry.seen), frozenset(entry.bought)), stock
+
+    def states(self, users: Sequence[str]) -> list[tuple[UserState, dict[str, bool]]]:
+        return [self.state(user) for user in users]
 
     def add_events(self, events: Sequence[OnlineEvent]) -> None:
         limits = self.limits

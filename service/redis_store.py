@@ -169,17 +169,30 @@ class RedisStore:
         return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
 
     def state(self, user: str) -> tuple[UserState, dict[str, bool]]:
+        return self.states([user])[0]
+
+    def states(self, users: Sequence[str]) -> list[tuple[UserState, dict[str, bool]]]:
+        """One ``MGET`` of the shoppers' keys (with the stock hash when its cache is older than
+        ``stock_cache_s``): the scorer reads every request of an event-loop turn at once
+        (:class:`service.state_reads.CoalescedReads`)."""
+        if not users:
+            return []
+        keys = [self._key(user) for user in users]
         now = time.monotonic()
         if now - self._stock_read_at < self.stock_cache_s:
-            return decode_state(self._reads.command("GET", self._key(user))), self._stock
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self._key(user))
-        pipe.hgetall(f"{self.prefix}stock")
-        raw, stock = pipe.execute()
-        pairs = zip(self._text(stock), self._text(stock.values()), strict=True)
-        self._stock = {item: value == "1" for item, value in pairs}
-        self._stock_read_at = now
-        return decode_state(raw), self._stock
+            raws = self._reads.command("MGET", *keys)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.mget(keys)
+            pipe.hgetall(f"{self.prefix}stock")
+            raws, stock = pipe.execute()
+            pairs = zip(self._text(stock), self._text(stock.values()), strict=True)
+            self._stock = {item: value == "1" for item, value in pairs}
+            self._stock_read_at = now
+        if len(raws) != len(keys):
+            raise RuntimeError(f"MGET of {len(keys)} keys answered {len(raws)} values")
+        stock_now = self._stock
+        return [(decode_state(raw), stock_now) for raw in raws]
 
     def add_events(self, events: Sequence[OnlineEvent]) -> None:
         if not events:

@@ -63,9 +63,10 @@ def _store_failed(st: ServiceState, exc: Exception) -> tuple[UserState, dict[str
 async def _online_state(st: ServiceState, user: str) -> tuple[UserState, dict[str, bool]]:
     """The shopper's online state, or an empty one when the store is down (the model alone answers).
 
-    A healthy store is read on the event loop (one pipelined round trip: cheaper than a thread hop). After
-    a failure, reads go to the thread pool until one succeeds again, so a store that hangs until its
-    socket timeout cannot stall the loop for every request.
+    A healthy store is read on the event loop, together with every other request of the same loop turn
+    (:class:`service.state_reads.CoalescedReads`: one pipelined round trip for all of them, cheaper than
+    a thread hop each). After a failure, reads go to the thread pool one by one until one succeeds again,
+    so a store that hangs until its socket timeout cannot stall the loop for every request.
     """
     if st.store_suspect:
         try:
@@ -75,7 +76,7 @@ async def _online_state(st: ServiceState, user: str) -> tuple[UserState, dict[st
         st.store_suspect = False
         return result
     try:
-        return st.store.state(user)
+        return await st.reads.read(user)
     except Exception as exc:  # the online store is down: answer from the model alone
         st.store_suspect = True
         return _store_failed(st, exc)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
 from service.online_store import OnlineStore
+from service.state_reads import CoalescedReads
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -28,6 +29,10 @@ class ServiceState:
     engine: Engine | None = None  # the metadata database (None: feedback unavailable)
     writer: FeedbackWriter | None = None
     store_suspect: bool = False  # the last online-store read failed: probe it off the event loop
+    reads: CoalescedReads = field(init=False)  # the requests of one event-loop turn read in one round trip
+
+    def __post_init__(self) -> None:
+        self.reads = CoalescedReads(lambda: self.store, self.metrics.read_batch.observe)
 
 
 def service_state(request: Request) -> ServiceState:
