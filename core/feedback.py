@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
@@ -106,10 +107,17 @@ def _engine_for(url: str) -> Engine:
             from pathlib import Path
 
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, json_serializer=_json_text)
         sa.event.listen(engine, "connect", _sqlite_wal)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_text
+    )
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns (a served list's items) written by orjson: a third of ``json.dumps``'s time."""
+    return orjson.dumps(value).decode()
 
 
 def feedback_engine(settings: Settings) -> Engine:
@@ -136,6 +144,15 @@ def _check_text(value: object, name: str, where: str, max_length: int = ID_MAX_L
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise FeedbackError(f"{where}: {name} must be a non-empty string of at most {max_length} characters")
     return value
+
+
+def _check_items(items: Sequence[str], where: str) -> list[str]:
+    """The served item ids (one pass for the usual all-valid list; the first bad one is named)."""
+    checked = list(items)
+    if not all(type(item) is str and 0 < len(item) <= ID_MAX_LENGTH for item in checked):
+        for item in checked:
+            _check_text(item, "item id", where)
+    return checked
 
 
 def _check_time(value: object, name: str, where: str) -> datetime:
@@ -168,7 +185,7 @@ def recommendation_row(
         "model_name": _check_text(model_name, "model_name", where, 256),
         "model_version": _check_version(model_version, where),
         "variant": _check_text(variant, "variant", where, 32),
-        "items": [_check_text(item, "item id", where) for item in items],
+        "items": _check_items(items, where),
         "created_at": _check_time(created_at or datetime.now(UTC), "created_at", where),
     }
 

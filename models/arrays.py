@@ -112,13 +112,18 @@ def top_k_finite(values: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     kk = min(k, len(values))
     if kk <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    if kk < len(values) and not np.isnan(values).any():
-        cols = _best_columns(values[None, :], kk)[0]
+    cols: IntArray | None = None
+    if kk < len(values):
+        if len(values) // PREFILTER_BLOCK < 4 * kk:  # short row: NaN sorts last, so never above a number
+            cols = np.argpartition(np.negative(values), kk - 1)[:kk]
+        elif not np.isnan(values).any():  # the block maxima would carry a NaN
+            cols = _best_columns(values[None, :], kk)[0]
+    if cols is not None:
         part = values[cols]
         cut = part.min()
-        if np.isfinite(cut) and np.count_nonzero(values >= cut) == kk:  # no tie at the cut
+        if np.isfinite(cut) and np.count_nonzero(values >= cut) == kk:  # no tie at the cut, no NaN in
             order = np.lexsort((cols, -part))
-            return cols[order].astype(np.int64), part[order].astype(np.float32)
+            return cols[order].astype(np.int64, copy=False), part[order].astype(np.float32, copy=False)
     ids, top = top_k(values[None, :], kk)
     finite = ids[0] >= 0  # top_k marks -inf / NaN entries with -1
     return ids[0][finite], top[0][finite]

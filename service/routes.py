@@ -115,7 +115,7 @@ async def recommend(st: ServiceState, body: RecommendationRequest, state: dict[s
     blocked = set(stored.bought) | set(ctx.exclude)
     if st.settings.serve_exclude_seen:
         blocked |= stored.seen | set(ctx.session_items)
-    exclude = np.unique(serving.encode(list(blocked)))  # np.unique sorts
+    exclude = serving.encode_set(blocked)
     req = RankRequest(
         history=history, exclude=exclude, k=body.k, category=ctx.category, stock_overrides=stock
     )

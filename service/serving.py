@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from models.package import ModelPackage
     from registry.loader import LoadedModel
@@ -63,6 +63,11 @@ class Serving:
         """Known item ids -> indices, in order (unknown ones dropped)."""
         known = [i for i in map(self.item_index.get, item_ids) if i is not None]
         return np.array(known, dtype=np.int64)
+
+    def encode_set(self, item_ids: Iterable[str]) -> IntArray:
+        """Known item ids -> their indices, ascending and without repeats (unknown ones dropped)."""
+        index = self.item_index
+        return np.array(sorted({i for i in map(index.get, item_ids) if i is not None}), dtype=np.int64)
 
     def score(self, history: IntArray) -> FloatArray:
         """Scores of every item for one history (cold histories get the precomputed cold scores)."""

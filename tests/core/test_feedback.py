@@ -133,3 +133,14 @@ def test_feedback_round_trip_on_postgresql(
         _exercise(engine)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("items", [["i1", ""], ["i1", 7], ["x" * 201]])
+def test_a_served_list_with_a_bad_item_id_is_refused(recops_settings: Settings, items: list[Any]) -> None:
+    engine = feedback_engine(recops_settings)
+    create_feedback_tables(engine)
+    row = {"recommendation_id": "r-bad", "user_id": ALICE, "model_name": "m", "model_version": 1,
+           "variant": "champion", "items": items, "created_at": T0}  # fmt: skip
+    with pytest.raises(FeedbackError, match="item id must be a non-empty string"):
+        record_recommendations(engine, [row])
+    assert read_recommendations(engine) == []
