@@ -546,6 +546,24 @@ def event_visibility(base: str, raws: list[str], trials: int) -> tuple[list[floa
     return latencies, retries
 
 
+def read_batches(base: str) -> str:
+    """Shoppers per online-store round trip so far (``recops_online_read_batch``, every worker)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        for name in ("recops_online_read_batch_sum", "recops_online_read_batch_count"):
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    reads = values.get("recops_online_read_batch_count", 0.0)
+    shoppers = values.get("recops_online_read_batch_sum", 0.0)
+    if not reads:
+        return "none recorded"
+    return f"{shoppers:,.0f} shoppers in {reads:,.0f} round trips ({shoppers / reads:.1f} per MGET)"
+
+
 def bench_http(
     workers: int,
     concurrency: int,
@@ -604,6 +622,7 @@ def bench_http(
             )
             say("  " + recs.line("recops serve POST /recommendations"))
             say("    " + cpu)
+            say(f"    online-state reads: {read_batches(base)}")
             visible, retries = event_visibility(base, raws[len(raws) // 2 :], trials)
             say(
                 f"  event -> visible in the next recommendation: p50 {pct(visible, 50):.1f} ms, "

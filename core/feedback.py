@@ -110,9 +110,7 @@ def _engine_for(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30}, json_serializer=_json_text)
         sa.event.listen(engine, "connect", _sqlite_wal)
         return engine
-    return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_text
-    )
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_text)
 
 
 def _json_text(value: Any) -> str:
