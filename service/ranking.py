@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,11 +38,10 @@ class RankRequest:
     stock_overrides: Mapping[str, bool] | None = None  # item id -> in stock, from events
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """One recommended item: its index, score and explanation."""
+class Ranked(NamedTuple):
+    """One recommended item: its index, score and explanation (a tuple: ten are built per request)."""
 
-    index: int
+    item: int  # the item index in the serving version
     score: float
     reason: str
 
@@ -177,7 +177,7 @@ def rank(serving: Serving, req: RankRequest, mmr_lambda: float) -> Ranking:
     explain = _explainer(serving, req.history)
     items = [Ranked(i, s, explain(i, cold)) for i, s in chosen]
     if len(items) < req.k and not cold:
-        taken = np.asarray([r.index for r in items], dtype=np.int64)
+        taken = np.asarray([r.item for r in items], dtype=np.int64)
         more = RankRequest(
             history=req.history,
             exclude=np.union1d(req.exclude, taken).astype(np.int64),

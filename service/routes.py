@@ -143,12 +143,12 @@ async def recommend(st: ServiceState, body: RecommendationRequest, state: dict[s
     )
     items = [
         {
-            "item_id": ids[r.index],
+            "item_id": ids[r.item],
             "score": r.score,
-            "category": cats[r.index],
-            "brand": brands[r.index],
-            "price": prices[r.index],
-            "in_stock": bool(stock.get(ids[r.index], stocked[r.index])) if stock else bool(stocked[r.index]),
+            "category": cats[r.item],
+            "brand": brands[r.item],
+            "price": prices[r.item],
+            "in_stock": bool(stock.get(ids[r.item], stocked[r.item])) if stock else bool(stocked[r.item]),
             "explanation": r.reason,
         }
         for r in ranking.items

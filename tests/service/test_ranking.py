@@ -25,8 +25,8 @@ def test_personal_ranking_follows_history_and_explains(package: ModelPackage, tm
     history = [0, 5, 10]  # category cat0
     ranking = rank(serving, _req(history, k=5, exclude=history), mmr_lambda=1.0)
     assert not ranking.cold and len(ranking.items) == 5
-    assert all(serving.categories[r.index] == "cat0" for r in ranking.items)
-    assert not {r.index for r in ranking.items} & set(history)
+    assert all(serving.categories[r.item] == "cat0" for r in ranking.items)
+    assert not {r.item for r in ranking.items} & set(history)
     assert all(r.reason.startswith("because you viewed i000") for r in ranking.items)
     assert [r.score for r in ranking.items] == sorted((r.score for r in ranking.items), reverse=True)
 
@@ -37,7 +37,7 @@ def test_mmr_diversifies_categories(package: ModelPackage, tmp_path: Path) -> No
     diverse = rank(serving, _req([0, 5, 10], k=8, exclude=[0, 5, 10]), mmr_lambda=0.3)
 
     def cats(ranking: Ranking) -> set[str]:
-        return {serving.categories[i.index] for i in ranking.items}
+        return {serving.categories[i.item] for i in ranking.items}
 
     assert len(cats(diverse)) > len(cats(pure))
     assert mmr(["a", "a", "b"], np.array([3.0, 2.0, 1.0], dtype=np.float32), 2, 0.3) == [0, 2]
@@ -50,12 +50,12 @@ def test_cold_start_is_trending_in_the_category_and_respects_stock(
     serving = serving_of(package, 1, tmp_path)
     ranking = rank(serving, _req([], k=4, category="cat2"), mmr_lambda=0.5)
     assert ranking.cold and len(ranking.items) == 4
-    assert all(serving.categories[r.index] == "cat2" and r.reason == "popular in cat2" for r in ranking.items)
+    assert all(serving.categories[r.item] == "cat2" and r.reason == "popular in cat2" for r in ranking.items)
     top = ranking.items[0]
     gone = rank(
-        serving, _req([], k=4, category="cat2", stock_overrides={serving.item_ids[top.index]: False}), 0.5
+        serving, _req([], k=4, category="cat2", stock_overrides={serving.item_ids[top.item]: False}), 0.5
     )
-    assert top.index not in {r.index for r in gone.items}
+    assert top.item not in {r.item for r in gone.items}
     assert rank(serving, _req([], k=3, category="no-such-category"), 0.5).items == ()
 
 
@@ -63,9 +63,9 @@ def test_short_personal_lists_are_topped_up_and_never_repeat(package: ModelPacka
     serving = serving_of(package, 1, tmp_path)
     everything_but_three = [i for i in range(serving.n_items) if i not in (1, 2, 3)]
     ranking = rank(serving, _req([0], k=10, exclude=everything_but_three), mmr_lambda=0.8)
-    assert sorted(r.index for r in ranking.items) == [1, 2, 3]
+    assert sorted(r.item for r in ranking.items) == [1, 2, 3]
     k100 = rank(serving, _req([0, 5], k=100), mmr_lambda=0.8)
-    assert len(k100.items) == serving.n_items and len({r.index for r in k100.items}) == serving.n_items
+    assert len(k100.items) == serving.n_items and len({r.item for r in k100.items}) == serving.n_items
 
 
 def _mmr_vectorised(categories: list[int], relevance: np.ndarray, k: int, lam: float) -> list[int]:
