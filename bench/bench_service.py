@@ -15,7 +15,10 @@
    ``--concurrency`` connections, events/s.
    Targets: >= 1,000 req/s with p99 <= 25 ms; >= 5x mlflow models serve; event visible p99 <= 50 ms;
    ingest >= 5,000 events/s. Each load run also prints the CPU the server (its whole process session) and
-   the load generator used; ``--server-cpus`` / ``--client-cpus`` pin them to separate cores.
+   the load generator used; ``--server-cpus`` / ``--client-cpus`` pin them to separate cores. The served
+   lists go to a fresh SQLite file per run (``runtime/bench/bench-metadata.db``: the same cost every run,
+   not one that grows with every earlier run's rows) unless ``RECOPS_METADATA_DB_URL`` is set (e.g. the
+   production PostgreSQL).
 3. ``asgi`` (needs ``make demo``): the whole app (middleware, hot path, Redis online store, ranking,
    served-list writer) called as an ASGI application in this process, no HTTP server: CPU per request, and
    a cProfile with ``--profile-rows``.
@@ -590,6 +593,11 @@ def bench_http(
     )
     logs = settings.runtime_dir / "bench"
     logs.mkdir(parents=True, exist_ok=True)
+    if "RECOPS_METADATA_DB_URL" not in os.environ:  # served lists go to a fresh SQLite file per run
+        metadata_db = logs / "bench-metadata.db"
+        for stale in logs.glob("bench-metadata.db*"):
+            stale.unlink()
+        env["RECOPS_METADATA_DB_URL"] = f"sqlite:///{metadata_db}"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = [

@@ -116,13 +116,11 @@ def mmr(categories: Sequence[Hashable], relevance: FloatArray, k: int, lam: floa
     lam_rel = lam * rel  # float32, as a vectorised gain computes it
     weighted: list[float] = lam_rel.tolist()
     order: list[int] = np.lexsort((np.arange(n), -lam_rel)).tolist()  # best first, ties: lower position
-    queue_of: dict[Hashable, int] = {}
-    queues: list[list[int]] = []  # per category its positions, best first; queues in order of their best
+    by_category: dict[Hashable, list[int]] = {}
     for pos in order:
-        q = queue_of.setdefault(categories[pos], len(queues))
-        if q == len(queues):
-            queues.append([])
-        queues[q].append(pos)
+        by_category.setdefault(categories[pos], []).append(pos)
+    # per category its positions, best first; categories in order of their best (dicts keep insertion order)
+    queues = list(by_category.values())
     heads = [0] * len(queues)
     next_fresh = 0  # queues[next_fresh:] have nothing chosen yet (queues are taken in their own order)
     touched: list[int] = []  # queues with something chosen and candidates left
