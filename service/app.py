@@ -157,9 +157,10 @@ def app_factory() -> Any:
     from core.logs import setup_logging
     from models.threads import limit_threads
     from registry.client import harden_environment
+    from service.observe import ACCESS_LOGGER
 
     settings = get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, buffered=(ACCESS_LOGGER,), lean=True)
     harden_environment()
     limit_threads()
     return create_app(settings)

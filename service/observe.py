@@ -14,7 +14,8 @@ import orjson
 from service.limits import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import ServiceMetrics
 
-access_log = logging.getLogger("recops.access")
+ACCESS_LOGGER = "recops.access"
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 VERSION_HEADER = b"x-model-version"
 KNOWN_ROUTES = ("/recommendations", "/events", "/feedback", "/healthz", "/readyz", "/metrics", "/docs",
