@@ -6,6 +6,7 @@ import logging
 import logging.handlers
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -34,6 +35,9 @@ class SecondCachedFormatter(logging.Formatter):
         return msec_format % (text, record.msecs)
 
 
+_BUFFERED: weakref.WeakSet[BufferedHandler] = weakref.WeakSet()
+
+
 class BufferedHandler(logging.handlers.MemoryHandler):
     """Hands lines to ``target`` in batches: when ``capacity`` lines wait, at once for a WARNING or worse,
     and at least every ``interval_s`` (a timer thread), so a line is at most that late. On close (also at
@@ -43,6 +47,7 @@ class BufferedHandler(logging.handlers.MemoryHandler):
 
     def __init__(self, target: logging.Handler, capacity: int = 256, interval_s: float = 1.0) -> None:
         super().__init__(capacity, flushLevel=logging.WARNING, target=target, flushOnClose=True)
+        _BUFFERED.add(self)
         self._stopped = threading.Event()
         self._timer = threading.Thread(
             target=self._flush_every, args=(interval_s,), name="recops-log-flush", daemon=True
@@ -56,6 +61,13 @@ class BufferedHandler(logging.handlers.MemoryHandler):
     def close(self) -> None:
         self._stopped.set()
         super().close()
+
+
+def flush_buffered_logs() -> None:
+    """Write every :class:`BufferedHandler`'s waiting lines now (a server's shutdown: a process that ends by
+    a re-raised signal runs no exit hooks)."""
+    for handler in list(_BUFFERED):
+        handler.flush()
 
 
 def setup_logging(level: str = "INFO", buffered: Sequence[str] = (), lean: bool = False) -> None:

@@ -103,6 +103,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from core.logs import flush_buffered_logs
         from service.seed import load_online_seed
         from service.watcher import ModelWatcher
 
@@ -123,6 +124,7 @@ def create_app(
                 st.writer.close()
             st.store.close()
             metrics.close()  # several workers: leave the live gauges
+            flush_buffered_logs()  # uvicorn re-raises SIGTERM after this: no exit hooks would run
 
     app = FastAPI(
         title="recops scorer",

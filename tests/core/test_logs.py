@@ -82,3 +82,18 @@ def test_buffered_lines_are_at_most_the_interval_late() -> None:
         assert target.lines == ["x"]
     finally:
         buffered.close()
+
+
+def test_flush_buffered_logs_writes_every_buffer_now() -> None:
+    from core.logs import BufferedHandler, flush_buffered_logs
+
+    target = _Collect()
+    buffered = BufferedHandler(target, capacity=1000, interval_s=3600)
+    log = _logger("recops.test.flush", buffered)
+    try:
+        log.info("before shutdown")
+        assert target.lines == []
+        flush_buffered_logs()
+        assert target.lines == ["before shutdown"]
+    finally:
+        buffered.close()
