@@ -9,8 +9,9 @@ Keys (prefix ``Settings.redis_prefix``; ``<u>`` is a pseudonym, never a raw id):
     <prefix>forgotten         set of pseudonyms forgotten through the API (skipped by later seeds)
     <prefix>seed:v2:<digest>  "loading" (with an expiry) then "done": one replica loads each seed
 
-One key per shopper makes a recommendation's read a single ``GET`` (plus the stock hash at most once per
-``stock_cache_s``: stock seen by other replicas may lag that long), sent on a connection of the calling
+One key per shopper makes a recommendation's read a single ``GET`` (one ``MGET`` for all the requests of an
+event-loop turn; plus the stock hash at most once per ``stock_cache_s``: stock seen by other replicas may lag
+that long), sent on a connection of the calling
 thread's own (:class:`_ThreadConnection`: a fifth of redis-py's per-command CPU, which goes to the pool,
 retry and instrumentation layers); events update the key with a Lua script
 (``_ADD_EVENTS``: read, append, trim, write back with the TTL) run atomically by Redis, one call per shopper
@@ -85,9 +86,9 @@ def decode_state(raw: bytes | None) -> UserState:
 
 
 class _ThreadConnection:
-    """One Redis connection per thread, outside the client's pool, for the hot read (``GET``).
+    """One Redis connection per thread, outside the client's pool, for the hot read (``MGET``).
 
-    The scorer reads a shopper's key on the event loop's thread; ``redis.Redis.get`` spends about 30 us of
+    The scorer reads shoppers' keys on the event loop's thread; ``redis.Redis.get`` spends about 30 us of
     CPU per call on the pool, the retry wrapper and instrumentation around a 7 us round trip. This sends
     the command on a connection that only its thread uses (no lock needed) and keeps redis-py's own
     connection class: the same URL options, timeouts, health check and hiredis parser. A failed command
