@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 #: small batches stay in cache and measured fastest (4-8k slots at 64 factors).
 SCORE_BATCH_SLOTS = 8_192
 
+#: Histories up to this many are solved one by one (:meth:`ALSRecommender._one_vector`, Woodbury for short
+#: ones): the scorer's batches of one event-loop turn. Larger sets (offline evaluation) are solved batched.
+ONLINE_BATCH = 64
+
 #: Keys older ``config.json`` files hold that are no longer hyper-parameters (the seed and the thread count
 #: now come with each fit, in :class:`models.base.FitContext`).
 _FIT_TIME_KEYS = ("random_state", "num_threads")
@@ -130,8 +134,12 @@ class ALSRecommender(Recommender):
     def user_vectors(self, histories: Sequence[IntArray]) -> NDArray[np.float64]:
         """Least-squares user factors for each history (zeros for empty histories), shape ``(n, factors)``."""
         self._check_fitted()
-        if len(histories) == 1 and len(histories[0]):  # one shopper (the scorer): no sparse matrix
-            return self._one_vector(histories[0])
+        if len(histories) <= ONLINE_BATCH:  # the scorer's shoppers: one by one, no sparse matrix
+            vectors = np.zeros((len(histories), self.config.factors), dtype=np.float64)
+            for row, history in enumerate(histories):
+                if len(history):
+                    vectors[row] = self._one_vector(history)[0]
+            return vectors
         counts = history_matrix(histories, self.n_items)
         n, f = len(histories), self.config.factors
         vectors = np.zeros((n, f), dtype=np.float64)

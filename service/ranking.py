@@ -166,11 +166,13 @@ def _explainer(serving: Serving, history: IntArray) -> Callable[[int, bool], str
     return explain
 
 
-def rank(serving: Serving, req: RankRequest, mmr_lambda: float) -> Ranking:
+def rank(serving: Serving, req: RankRequest, mmr_lambda: float, scores: FloatArray | None = None) -> Ranking:
     """Rank for one shopper (see the module docstring). Shoppers whose personal list comes out short (all
-    candidates excluded) are topped up from the trending list."""
+    candidates excluded) are topped up from the trending list. ``scores``: the shopper's scores if already
+    computed (``Serving.score`` of the history; this writes to them), else they are computed here."""
     cold = len(req.history) == 0
-    scores = serving.score(req.history)
+    if scores is None or cold:
+        scores = serving.score(req.history)
     chosen = _choose(serving, req, scores, mmr_lambda)
     explain = _explainer(serving, req.history)
     items = [Ranked(i, s, explain(i, cold)) for i, s in chosen]

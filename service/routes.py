@@ -120,7 +120,8 @@ async def recommend(st: ServiceState, body: RecommendationRequest, state: dict[s
         history=history, exclude=exclude, k=body.k, category=ctx.category, stock_overrides=stock
     )
     try:
-        ranking = rank(serving, req, st.settings.serve_mmr_lambda)
+        scores = await st.scores.score(serving, history) if len(history) else None
+        ranking = rank(serving, req, st.settings.serve_mmr_lambda, scores)
     except Exception as exc:  # a model failure must not fail the request: trending items instead
         st.metrics.fallbacks.labels(reason="model_error").inc()
         log.error("%s v%d failed to score; trending items served: %r", serving.name, serving.version, exc)

@@ -69,6 +69,13 @@ class Serving:
         index = self.item_index
         return np.array(sorted({i for i in map(index.get, item_ids) if i is not None}), dtype=np.int64)
 
+    def score_many(self, histories: list[IntArray]) -> FloatArray:
+        """:meth:`score` of several non-empty histories at once, shape ``(len(histories), n_items)``: one
+        product over the item factors for all of them instead of one per shopper."""
+        raw = self.package.model.score(histories)
+        scores: FloatArray = np.add(raw, self.tie_break, dtype=np.float32)
+        return scores
+
     def score(self, history: IntArray) -> FloatArray:
         """Scores of every item for one history (cold histories get the precomputed cold scores)."""
         if len(history) == 0:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
+from service.batch_scoring import CoalescedScores
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
 from service.online_store import OnlineStore
@@ -30,9 +31,11 @@ class ServiceState:
     writer: FeedbackWriter | None = None
     store_suspect: bool = False  # the last online-store read failed: probe it off the event loop
     reads: CoalescedReads = field(init=False)  # the requests of one event-loop turn read in one round trip
+    scores: CoalescedScores = field(init=False)  # ... and are scored in one product over the item factors
 
     def __post_init__(self) -> None:
         self.reads = CoalescedReads(lambda: self.store, self.metrics.read_batch.observe)
+        self.scores = CoalescedScores()
 
 
 def service_state(request: Request) -> ServiceState:

@@ -66,14 +66,19 @@ def test_chunked_scoring_equals_one_chunk(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.parametrize("length", [1, 3, 5, 11, 40])
-def test_one_shopper_vector_equals_the_batched_solve(length: int) -> None:
+def test_one_shopper_vector_equals_the_batched_solve(length: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The scorer's one-history path (Woodbury below 3/4 of the factors, the direct solve above: 8 factors
     put the switch at 6 distinct items) gives the batched path's vector to rounding, repeats included."""
     model = small().fit(DATA, ctx=CTX)
     rng = np.random.default_rng(length)
     history = rng.integers(0, DATA.n_items, length)
     one = model.user_vectors([history])
-    batched = model.user_vectors([history, np.array([0, 1])])[:1]  # two histories: the batched solve
+    two = model.user_vectors([history, np.array([0, 1])])  # a scorer's batch: one by one
+    monkeypatch.setattr(als, "ONLINE_BATCH", 0)
+    batched = model.user_vectors([history, np.array([0, 1])])  # the batched solve (offline evaluation)
+    np.testing.assert_array_equal(two[:1], one)
+    np.testing.assert_allclose(two, batched, rtol=1e-10, atol=1e-13)
+    batched = batched[:1]
     np.testing.assert_allclose(one, batched, rtol=1e-10, atol=1e-13)
     assert np.abs(one).max() > 1e-3, "a real vector, not zeros"
 
