@@ -553,15 +553,15 @@ def read_batches(base: str) -> str:
     """Shoppers per online-store round trip so far (``recops_online_read_batch``, every worker)."""
     import urllib.request
 
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        for name in ("recops_online_read_batch_sum", "recops_online_read_batch_count"):
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    reads = values.get("recops_online_read_batch_count", 0.0)
-    shoppers = values.get("recops_online_read_batch_sum", 0.0)
+    shoppers = reads = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "recops_online_read_batch":
+            shoppers += sum(s.value for s in family.samples if s.name.endswith("_sum"))
+            reads += sum(s.value for s in family.samples if s.name.endswith("_count"))
     if not reads:
         return "none recorded"
     return f"{shoppers:,.0f} shoppers in {reads:,.0f} round trips ({shoppers / reads:.1f} per MGET)"

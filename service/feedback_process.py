@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 #: Row fields that carry a datetime (sent as ISO 8601 text).
 TIME_FIELDS = ("created_at", "ts")
@@ -62,15 +65,22 @@ def write_batch(
     return {"written": written, "dropped": dropped, "errors": errors}
 
 
-def serve(url: str, conn: Connection) -> None:
-    """The child's loop: read a batch, write it, answer; stop on an empty message or a closed pipe."""
-    from core.feedback import _engine_for, record_feedback, record_recommendations
+def writers_for(engine: Engine) -> dict[str, Callable[[list[dict[str, Any]]], Any]]:
+    """Each kind's writer into ``engine`` (:mod:`core.feedback`), as :func:`write_batch` takes them."""
+    from core.feedback import record_feedback, record_recommendations
 
-    engine = _engine_for(url)
-    writers = {
+    return {
         "recommendation": lambda rows: record_recommendations(engine, rows),
         "feedback": lambda rows: record_feedback(engine, rows),
     }
+
+
+def serve(url: str, conn: Connection) -> None:
+    """The child's loop: read a batch, write it, answer; stop on an empty message or a closed pipe."""
+    from core.feedback import _engine_for
+
+    engine = _engine_for(url)
+    writers = writers_for(engine)
     try:
         while True:
             try:

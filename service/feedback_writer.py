@@ -27,8 +27,7 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy.engine import Engine
 
-from core.feedback import record_feedback, record_recommendations
-from service.feedback_process import encode_batch, serve, write_batch
+from service.feedback_process import encode_batch, serve, write_batch, writers_for
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -129,11 +128,7 @@ class FeedbackWriter:
         for item in batch:
             grouped[item.kind].append(item.row)
         if self.in_process:
-            writers = {
-                "recommendation": lambda rows: record_recommendations(self.engine, rows),
-                "feedback": lambda rows: record_feedback(self.engine, rows),
-            }
-            answer = write_batch(grouped, writers)  # type: ignore[arg-type]
+            answer = write_batch(grouped, writers_for(self.engine))  # type: ignore[arg-type]
         else:
             answer = self._write_in_child(grouped)
         self.written += int(answer["written"])

@@ -1,11 +1,9 @@
 """Online-state reads of concurrent requests, coalesced: one store round trip per event-loop turn.
 
-Under load a worker's event loop hands several recommendation requests to the app in one turn (each was
-read off its own connection). Each request parks its shopper here and awaits a future; the first one of the
-turn schedules :meth:`CoalescedReads._flush` with ``call_soon``, which runs after every request of the turn
-has parked (asyncio runs the callbacks of one turn before those scheduled during it) and answers them all
-with one :meth:`service.online_store.OnlineStore.states` call (one Redis ``MGET``). Under light load a turn
-holds one request and this is a plain read plus one pass of the loop.
+Each recommendation request parks its shopper on a :class:`service.loop_turn.TurnBatch`; once the turn is
+done one :meth:`service.online_store.OnlineStore.states` call (one Redis ``MGET``) answers every shopper of
+it (a shopper asked twice is read once). Under light load a turn holds one request and this is a plain
+read plus one pass of the loop.
 
 A failed store call fails every request of its turn (each then answers from the model alone: see
 :func:`service.routes._online_state`); the next turn tries again. A request cancelled while it waits (the
@@ -18,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from service.loop_turn import TurnBatch, fail, resolve
 from service.online_store import OnlineStore, UserState
 
 #: Shoppers per store call at most (a larger turn is read in several calls, all in the same flush).
@@ -39,22 +38,16 @@ class CoalescedReads:
     ) -> None:
         self._store = store
         self._on_batch = on_batch
-        self._waiting: dict[str, list[asyncio.Future[Result]]] = {}
-        self._scheduled = False
+        self._turn: TurnBatch[str, Result] = TurnBatch(self._flush)
 
     async def read(self, user: str) -> Result:
         """The shopper's state and the stock overrides, read with every other request of this turn."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        self._waiting.setdefault(user, []).append(future)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+        return await self._turn.wait(user)
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        waiting, self._waiting = self._waiting, {}
+    def _flush(self, parked: list[tuple[str, asyncio.Future[Result]]]) -> None:
+        waiting: dict[str, list[asyncio.Future[Result]]] = {}
+        for user, future in parked:
+            waiting.setdefault(user, []).append(future)
         users = list(waiting)
         for start in range(0, len(users), MAX_BATCH):
             chunk = users[start : start + MAX_BATCH]
@@ -65,12 +58,10 @@ class CoalescedReads:
             except Exception as exc:  # every request of the chunk answers from the model alone
                 for user in chunk:
                     for future in waiting[user]:
-                        if not future.done():
-                            future.set_exception(exc)
+                        fail(future, exc)
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(chunk))
-            for user, result in zip(chunk, results, strict=False):
+            for user, result in zip(chunk, results, strict=True):
                 for future in waiting[user]:
-                    if not future.done():
-                        future.set_result(result)
+                    resolve(future, result)
